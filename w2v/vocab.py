@@ -1,0 +1,131 @@
+"""The vocabulary: words in frequency order behind a fixed ``<unk>`` id.
+
+Id 0 is always ``<unk>``; it absorbs every token that did not make the cut and is
+trained like any other word. Words follow from id 1 in decreasing count (ties keep
+first-seen order). The text form is one ``word count`` line per id, the format of
+word2vec's ``-save-vocab``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+UNK = "<unk>"
+UNK_ID = 0
+
+
+class Vocab:
+    """Words, their counts, and the id of each.
+
+    Args:
+        words: words in id order; ``words[0]`` must be ``<unk>``.
+        counts: corpus count of each word (``counts[0]`` is what ``<unk>`` absorbed).
+
+    >>> v = Vocab.from_counts({"a": 5, "b": 2, "c": 9, "d": 1}, min_count=2)
+    >>> v.index_to_key, v.counts.tolist()
+    (['<unk>', 'c', 'a', 'b'], [1, 9, 5, 2])
+    >>> v.encode(["c", "zzz", "b"]).tolist(), v.decode([1, 0])
+    ([1, 0, 3], ['c', '<unk>'])
+    """
+
+    def __init__(self, words: Sequence[str], counts: Sequence[int]) -> None:
+        if len(words) != len(counts):
+            raise ValueError(f"{len(words)} words but {len(counts)} counts")
+        if not words or words[0] != UNK:
+            raise ValueError(f"the first word of a vocabulary must be {UNK!r}")
+        self.index_to_key: List[str] = list(words)
+        self.key_to_index: Dict[str, int] = {w: i for i, w in enumerate(self.index_to_key)}
+        if len(self.key_to_index) != len(self.index_to_key):
+            raise ValueError("a vocabulary may not hold the same word twice")
+        self.counts = np.asarray(counts, dtype=np.int64)
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: Dict[str, int] | Iterable[tuple],
+        min_count: int = 5,
+        max_size: Optional[int] = None,
+    ) -> "Vocab":
+        """Keep words seen at least ``min_count`` times, at most ``max_size`` of them.
+
+        Args:
+            counts: word -> count, or ``(word, count)`` pairs in first-seen order.
+            min_count: words rarer than this become ``<unk>``.
+            max_size: the most words to keep (``<unk>`` not counted); the rarest go first.
+
+        Raises:
+            ValueError: when no word reaches ``min_count``.
+        """
+        items = list(counts.items() if isinstance(counts, dict) else counts)
+        order = sorted(range(len(items)), key=lambda i: -items[i][1])  # stable: ties keep order
+        words, kept, unk = [UNK], [0], 0
+        for i in order:
+            word, count = items[i]
+            if word == UNK:  # a corpus that already spells unknowns as <unk>
+                unk += count
+            elif count >= min_count and (max_size is None or len(words) <= max_size):
+                words.append(word)
+                kept.append(count)
+            else:
+                unk += count
+        if len(words) == 1:
+            raise ValueError(
+                f"no word occurs at least data.min_count={min_count} times; "
+                "lower data.min_count or use a larger corpus"
+            )
+        kept[0] = unk
+        return cls(words, kept)
+
+    def __len__(self) -> int:
+        return len(self.index_to_key)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.key_to_index
+
+    def __repr__(self) -> str:
+        return f"Vocab(size={len(self)}, tokens={int(self.counts.sum())})"
+
+    @property
+    def total(self) -> int:
+        """Tokens in the corpus, ``<unk>`` included."""
+        return int(self.counts.sum())
+
+    def encode(self, words: Iterable[str]) -> np.ndarray:
+        """Ids of ``words``; unknown words get ``UNK_ID``."""
+        get = self.key_to_index.get
+        return np.fromiter((get(w, UNK_ID) for w in words), dtype=np.int64)
+
+    def decode(self, ids: Iterable[int]) -> List[str]:
+        return [self.index_to_key[int(i)] for i in ids]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``word count`` lines in id order (atomically: temp file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for word, count in zip(self.index_to_key, self.counts.tolist()):
+                f.write(f"{word} {count}\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Vocab":
+        """Read a file written by :meth:`save` (or word2vec's ``-save-vocab``).
+
+        A file whose first word is not ``<unk>`` gets ``<unk>`` with count 0 put in front.
+        """
+        words, counts = [], []
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                parts = line.rstrip("\n").rsplit(" ", 1)
+                if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                    raise ValueError(f"{path}:{n}: expected 'word count', got {line.strip()!r}")
+                words.append(parts[0])
+                counts.append(int(parts[1]))
+        if not words or words[0] != UNK:
+            words.insert(0, UNK)
+            counts.insert(0, 0)
+        return cls(words, counts)
