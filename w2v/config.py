@@ -64,11 +64,22 @@ class ExportConfig:
     """What the run writes when training ends."""
 
     formats: List[str] = field(default_factory=lambda: ["bin", "txt"])
+    checkpoint: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """What is measured and shown while and after training."""
+
+    analogies: Optional[str] = "data/questions-words.txt"  # None: skip
+    similarity: Optional[str] = "data/wordsim353.tsv"  # None: skip
+    restrict_vocab: int = 30000  # analogies over the most frequent words, as compute-accuracy
+    every_epoch: bool = True  # scores, probe neighbours and the projector at each epoch end
     probe_words: List[str] = field(
         default_factory=lambda: ["king", "france", "london", "water", "good", "walked"]
     )
     topn: int = 8
-    checkpoint: bool = True
+    projector_words: int = 2000  # top words sent to TensorBoard's embedding projector; 0: none
 
 
 @dataclass
@@ -77,6 +88,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 EXPORT_FORMATS = ("bin", "txt", "npy", "pt")
@@ -153,3 +165,4 @@ def register_configs() -> None:
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="train", name="base_train", node=TrainConfig)
     cs.store(group="export", name="base_export", node=ExportConfig)
+    cs.store(group="eval", name="base_eval", node=EvalConfig)

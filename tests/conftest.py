@@ -1,0 +1,32 @@
+import random
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def planted_corpus(path: Path, topics: int = 12, words_per_topic: int = 6, sentences: int = 6000, seed: int = 0) -> list:
+    """Write a corpus whose sentences each draw words from one topic; return the topics.
+
+    Words of a topic co-occur and never meet words of another topic, so a working
+    skip-gram must make them each other's nearest neighbours.
+    """
+    rng = random.Random(seed)
+    groups = [[f"t{t}w{i}" for i in range(words_per_topic)] for t in range(topics)]
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(sentences):
+            group = rng.choice(groups)
+            f.write(" ".join(rng.choice(group) for _ in range(10)) + "\n")
+    return groups
+
+
+@pytest.fixture
+def planted(tmp_path):
+    path = tmp_path / "planted.txt"
+    return path, planted_corpus(path)
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return str(tmp_path / "cache")

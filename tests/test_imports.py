@@ -1,0 +1,80 @@
+"""The package's imports flow one way (see STYLE: config -> ... -> train)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "w2v"
+
+# A module may import from its own layer's group only where noted, else from lower layers.
+LAYERS = {
+    "config": 0,
+    "corpus": 1,
+    "vocab": 1,
+    "sampling": 2,
+    "batching": 2,
+    "embedding": 3,
+    "model": 4,
+    "checkpoint": 5,
+    "trainer": 5,
+    "formats": 6,
+    "vectors": 6,
+    "evaluate": 6,
+    "query": 6,
+    "cli": 6,
+    "train": 7,
+}
+SAME_LAYER_OK = {6}  # the vectors side is one group of small modules
+
+
+def w2v_imports(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level and node.module:
+                yield node.module.split(".")[0]
+            elif node.level:
+                yield from (a.name for a in node.names)
+            elif node.module and node.module.startswith("w2v."):
+                yield node.module.split(".")[1]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("w2v."):
+                    yield a.name.split(".")[1]
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py")
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py") or p.parent != PACKAGE)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_flow_one_way(path):
+    name = module_name(path)
+    assert name in LAYERS, f"{name} has no place in the layer map; add it to LAYERS"
+    for target in w2v_imports(path):
+        if target == name:
+            continue
+        assert target in LAYERS, f"{name} imports unknown module {target}"
+        lower = LAYERS[target] < LAYERS[name]
+        same = LAYERS[target] == LAYERS[name] and LAYERS[name] in SAME_LAYER_OK
+        assert lower or same, f"{name} (layer {LAYERS[name]}) imports {target} (layer {LAYERS[target]})"
+
+
+def test_only_train_knows_hydra():
+    for path in MODULES:
+        if module_name(path) in ("train", "config"):
+            continue
+        assert "hydra" not in {n.split(".")[0] for n in _imported(path)}, path
+
+
+def _imported(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            yield node.module

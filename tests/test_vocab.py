@@ -1,0 +1,53 @@
+import pytest
+
+from w2v.vocab import UNK, UNK_ID, Vocab
+
+
+def test_frequency_order_unk_first_and_min_count():
+    v = Vocab.from_counts([("b", 3), ("a", 7), ("c", 3), ("d", 1)], min_count=2)
+    assert v.index_to_key == [UNK, "a", "b", "c"]  # ties keep first-seen order
+    assert v.counts.tolist() == [1, 7, 3, 3]
+    assert v.key_to_index["a"] == 1 and UNK_ID == 0
+    assert v.total == 14
+
+
+def test_max_size_sends_the_rarest_to_unk():
+    v = Vocab.from_counts({"a": 9, "b": 8, "c": 7}, min_count=1, max_size=2)
+    assert v.index_to_key == [UNK, "a", "b"] and v.counts[0] == 7
+
+
+def test_a_literal_unk_token_merges_into_unk():
+    v = Vocab.from_counts({"<unk>": 50, "a": 9, "b": 1}, min_count=2)
+    assert v.index_to_key == [UNK, "a"] and v.counts[0] == 51
+
+
+def test_encode_decode_round_trip():
+    v = Vocab.from_counts({"x": 4, "y": 3}, min_count=1)
+    ids = v.encode(["y", "nope", "x"])
+    assert ids.tolist() == [2, 0, 1]
+    assert v.decode(ids) == ["y", UNK, "x"]
+
+
+def test_no_word_reaching_min_count_is_a_clear_error():
+    with pytest.raises(ValueError, match="min_count=5"):
+        Vocab.from_counts({"a": 1, "b": 2}, min_count=5)
+
+
+def test_save_load_round_trip(tmp_path):
+    v = Vocab.from_counts({"über": 4, "y": 3, "z z": 2}, min_count=1)
+    v.save(tmp_path / "vocab.txt")
+    w = Vocab.load(tmp_path / "vocab.txt")
+    assert w.index_to_key == v.index_to_key and w.counts.tolist() == v.counts.tolist()
+    assert (tmp_path / "vocab.txt").read_text(encoding="utf-8").splitlines()[1] == "über 4"
+
+
+def test_load_without_unk_line_adds_it(tmp_path):
+    (tmp_path / "v.txt").write_text("the 10\nof 5\n")
+    v = Vocab.load(tmp_path / "v.txt")
+    assert v.index_to_key == [UNK, "the", "of"] and v.counts.tolist() == [0, 10, 5]
+
+
+def test_load_rejects_malformed_lines(tmp_path):
+    (tmp_path / "v.txt").write_text("the 10\nbroken\n")
+    with pytest.raises(ValueError, match="v.txt:2"):
+        Vocab.load(tmp_path / "v.txt")
