@@ -2,8 +2,9 @@
 
 Both train on the same token stream (w2v's tokenizer; gensim gets it as 10,000-token
 sentences, its own maximum) with the same dim, window, negatives, sample, min_count,
-epochs, learning rates and thread count; both sets of vectors are scored by gensim's
-evaluators (``restrict_vocab=30000`` for analogies, as in word2vec's ``compute-accuracy``).
+epochs, learning rates and thread count; both sets of vectors are scored by the same
+evaluator (``w2v.evaluate``, whose numbers tests hold equal to gensim's;
+``restrict_vocab=30000`` for analogies, as in word2vec's ``compute-accuracy``).
 The clocks cover training only (not tokenizing, vocabulary building, or gensim's
 vocabulary scan).
 
@@ -34,13 +35,13 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def score(words, vectors):
-    from gensim.models import KeyedVectors
+    from w2v.evaluate import evaluate_word_analogies, evaluate_word_pairs
+    from w2v.vectors import WordVectors
 
-    kv = KeyedVectors(vectors.shape[1])
-    kv.add_vectors(list(words), vectors)
-    analogy = kv.evaluate_word_analogies(str(DATA / "questions-words.txt"), restrict_vocab=30000)[0]
-    ws = kv.evaluate_word_pairs(str(DATA / "wordsim353.tsv"))[1].statistic
-    return analogy, float(ws)
+    wv = WordVectors(list(words), np.asarray(vectors, dtype=np.float32))
+    analogy = evaluate_word_analogies(wv, DATA / "questions-words.txt", restrict_vocab=30000)[0]
+    ws = evaluate_word_pairs(wv, DATA / "wordsim353.tsv")[1][0]
+    return float(analogy), float(ws)
 
 
 def run_w2v(enc, args):
@@ -48,7 +49,7 @@ def run_w2v(enc, args):
     cfg = TrainConfig(
         epochs=args.epochs, window=args.window, negatives=args.negatives, sample=args.sample,
         lr=args.lr, min_lr=args.min_lr, batch_size=args.batch_size, shared_negatives=args.shared_negatives,
-        workers=args.workers, seed=args.seed,
+        workers=args.workers, seed=args.seed, chunk_tokens=args.chunk_tokens,
     )
     model = SkipGramNS(len(vocab), args.dim, device=args.device)
     model.reset_parameters(torch.Generator().manual_seed(args.seed))
@@ -92,11 +93,14 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-tokens", type=int, default=TrainConfig.chunk_tokens)
     p.add_argument("--skip-gensim", action="store_true")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
 
     enc = load_corpus(args.corpus, Tokenizer())
+    if args.device != "cpu":
+        print(f"device {args.device}: {torch.cuda.get_device_name(args.device)}", flush=True)
     print(f"corpus {args.corpus}: {len(enc):,} tokens, {len(enc.types):,} types; "
           f"dim {args.dim} window {args.window} negatives {args.negatives} sample {args.sample} "
           f"min_count {args.min_count} epochs {args.epochs} workers {args.workers}", flush=True)

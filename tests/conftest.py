@@ -13,7 +13,10 @@ def planted_corpus(path: Path, topics: int = 12, words_per_topic: int = 6, sente
     skip-gram must make them each other's nearest neighbours.
     """
     rng = random.Random(seed)
-    groups = [[f"t{t}w{i}" for i in range(words_per_topic)] for t in range(topics)]
+    def name(t, i):  # letters only, so the default tokenizer keeps them whole
+        return "w" + "".join(chr(ord("a") + int(d)) for d in f"{t:02d}{i:02d}")
+
+    groups = [[name(t, i) for i in range(words_per_topic)] for t in range(topics)]
     with open(path, "w", encoding="utf-8") as f:
         for _ in range(sentences):
             group = rng.choice(groups)

@@ -33,12 +33,33 @@ def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
     return p.astype(np.float32)
 
 
+def alias_table(probs: np.ndarray):
+    """Vose's alias method: O(1) draws from a discrete distribution.
+
+    Returns ``(accept, alias)``: draw ``i`` uniformly, keep it with probability
+    ``accept[i]``, else take ``alias[i]``.
+    """
+    n = len(probs)
+    scaled = np.asarray(probs, dtype=np.float64) * n
+    accept = np.ones(n, dtype=np.float64)
+    alias = np.arange(n, dtype=np.int64)
+    small = [i for i in range(n) if scaled[i] < 1.0]
+    large = [i for i in range(n) if scaled[i] >= 1.0]
+    while small and large:
+        s, l = small.pop(), large.pop()
+        accept[s], alias[s] = scaled[s], l
+        scaled[l] -= 1.0 - scaled[s]
+        (small if scaled[l] < 1.0 else large).append(l)
+    # leftovers are 1 up to rounding
+    return accept, alias
+
+
 class NoiseSampler:
     """Draws negatives from the unigram distribution raised to ``exponent``.
 
-    Draws use inverse-CDF lookup (``searchsorted``) on a float64 CDF: exact for any
-    vocabulary size, O(log V) a draw, on whatever device the CDF lives, with no
-    word2vec-style 1e8-entry table.
+    Draws use Vose's alias method: two uniform numbers and two gathers a draw, exact
+    for any vocabulary size (no word2vec-style 1e8-entry table), on whatever device the
+    tables live.
 
     Args:
         counts: corpus count per id, shape ``(V,)``. Ids with count 0 are never drawn.
@@ -57,14 +78,16 @@ class NoiseSampler:
         total = weights.sum()
         if total <= 0:
             raise ValueError("the noise distribution is empty: every count is zero")
-        cdf = np.cumsum(weights / total)
-        cdf[-1] = 1.0
-        self.probs = torch.as_tensor(weights / total, device=device)
-        self.cdf = torch.as_tensor(cdf, device=device)
-        self.num_words = len(cdf)
+        probs = weights / total
+        accept, alias = alias_table(probs)
+        self.probs = torch.as_tensor(probs, device=device)
+        self.accept = torch.as_tensor(accept, dtype=torch.float32, device=device)
+        self.alias = torch.as_tensor(alias, device=device)
+        self.num_words = len(probs)
 
-    def sample(self, shape, generator: torch.Generator | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, shape, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ids of the given shape (``int64``, on the sampler's device)."""
-        u = torch.rand(shape, generator=generator, dtype=torch.float64, device=self.cdf.device)
-        ids = torch.searchsorted(self.cdf, u, right=True, out=out)
-        return ids.clamp_(max=self.num_words - 1)
+        device = self.accept.device
+        i = torch.randint(0, self.num_words, shape, generator=generator, device=device)
+        u = torch.rand(shape, generator=generator, device=device)
+        return torch.where(u < self.accept[i], i, self.alias[i])

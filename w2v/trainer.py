@@ -120,10 +120,13 @@ class Trainer:
         total_pairs = max(centers.numel(), 1)
         group = cfg.shared_negatives
         start = epoch * self.num_tokens + a
+        # One draw for the whole chunk: the groups of batch j are rows [j*M, j*M + M).
+        noise = self.noise.sample((total_pairs // group + 1, cfg.negatives), gen)
+        per_batch = cfg.batch_size // group
         for j, (c, x) in enumerate(batches(centers, contexts, cfg.batch_size, group)):
             done = j * cfg.batch_size / total_pairs
             lr = learning_rate(start + done * (b - a), self.total_words, cfg.lr, cfg.min_lr)
-            negs = self.noise.sample((c.numel() // group, cfg.negatives), gen)
+            negs = noise[j * per_batch : j * per_batch + c.numel() // group]
             measure = j % cfg.log_every == 0
             loss = step(x, c, negs, lr, with_loss=measure)
             if measure:

@@ -1,0 +1,210 @@
+"""Analogy and word-pair evaluation: gensim's numbers, from our batched code; and the CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import w2v.evaluate as ev
+from w2v.vectors import WordVectors
+
+gensim_kv = pytest.importorskip("gensim.models.keyedvectors")
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+QUESTIONS = DATA / "questions-words.txt"
+WORDSIM = DATA / "wordsim353.tsv"
+
+
+def structured_vectors(dim=32, seed=0, keep=0.85, noise=1.6) -> WordVectors:
+    """Random vectors over most words of the two test sets, with structure to find.
+
+    Within each analogy section, the second word of a pair sits near the first plus a
+    section offset, so 3CosAdd gets a fair share right. WordSim pairs lean together in
+    proportion to their human score. Extra spellings (``ATHENS`` before ``Athens``,
+    ``athens`` after) test the case handling; ``dup_*`` words copy vectors exactly, so
+    tied scores test the tie path. ``<unk>`` is id 0, as after training.
+    """
+    rng = np.random.default_rng(seed)
+    sections, name = {}, None
+    for line in QUESTIONS.read_text().splitlines():
+        if line.startswith(":"):
+            name = line[1:].strip()
+            sections[name] = []
+        else:
+            sections[name].append(line.split())
+    triples = [line.split("\t") for line in WORDSIM.read_text().splitlines() if not line.startswith("#")]
+    seen = dict.fromkeys([w for qs in sections.values() for q in qs for w in q] + [w for t in triples for w in t[:2]])
+    words = [w for w in seen if rng.random() < keep]
+    rng.shuffle(words)
+    vec = {}
+    for questions in sections.values():
+        offset = rng.standard_normal(dim)
+        for q in questions:
+            for x, y in ((q[0], q[1]), (q[2], q[3])):
+                if x in vec and y not in vec:
+                    vec[y] = vec[x] + offset + noise * rng.standard_normal(dim)
+                elif y in vec and x not in vec:
+                    vec[x] = vec[y] - offset + noise * rng.standard_normal(dim)
+                elif x not in vec:
+                    vec[x] = 2 * rng.standard_normal(dim)
+                    vec[y] = vec[x] + offset + noise * rng.standard_normal(dim)
+    for a, b, score in triples:
+        vec.setdefault(a, 2 * rng.standard_normal(dim))
+        vec.setdefault(b, float(score) / 5 * vec[a] + 2 * rng.standard_normal(dim))
+    early = [w.upper() if w[0].isupper() else w.capitalize() for w in words[:60]]
+    late = [w.lower() if w[0].isupper() else w.upper() for w in words[60:160]]
+    dups = [f"dup_{w}" for w in words[200:260]]
+    vocab = list(dict.fromkeys(["<unk>"] + early + words + late + dups + [f"filler{i}" for i in range(200)]))
+    table = [vec[w[4:]] if w.startswith("dup_") else vec.get(w, 2 * rng.standard_normal(dim)) for w in vocab]
+    return WordVectors(vocab, np.asarray(table, dtype=np.float32))
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    wv = structured_vectors()
+    kv = gensim_kv.KeyedVectors(wv.vector_size)
+    kv.add_vectors(wv.index_to_key, wv.vectors)
+    return wv, kv
+
+
+OPTIONS = [{}, {"restrict_vocab": 700}, {"case_insensitive": False}, {"dummy4unknown": True}]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "defaults")
+def test_analogies_equal_gensims(vectors, options, monkeypatch):
+    wv, kv = vectors
+    rescored = []
+    original = ev._gensim_candidates
+    monkeypatch.setattr(ev, "_gensim_candidates", lambda *a: rescored.append(1) or original(*a))
+    score, sections = ev.evaluate_word_analogies(wv, QUESTIONS, **options)
+    want_score, want = kv.evaluate_word_analogies(str(QUESTIONS), **options)
+    assert [s["section"] for s in sections] == [s["section"] for s in want]
+    for got, expected in zip(sections, want):
+        assert got["correct"] == expected["correct"], got["section"]
+        assert got["incorrect"] == expected["incorrect"], got["section"]
+    assert score == want_score
+    assert sections[-1]["section"] == "Total accuracy"
+    assert 0.2 < score < 0.9  # the structure makes the task neither trivial nor hopeless
+    if "restrict_vocab" not in options:
+        assert rescored  # the dup_* ties went through gensim's arithmetic
+
+
+def test_analogy_counts(vectors):
+    wv, _ = vectors
+    _, sections = ev.evaluate_word_analogies(wv, QUESTIONS)
+    _, dummy = ev.evaluate_word_analogies(wv, QUESTIONS, dummy4unknown=True)
+    total, total_dummy = sections[-1], dummy[-1]
+    assert total["oov"] == total_dummy["oov"] > 0
+    n_questions = sum(1 for line in QUESTIONS.read_text().splitlines() if not line.startswith(":"))
+    assert len(total["correct"]) + len(total["incorrect"]) + total["oov"] == n_questions
+    assert len(total_dummy["correct"]) + len(total_dummy["incorrect"]) == n_questions
+    assert total["correct"] == total_dummy["correct"]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "defaults")
+def test_word_pairs_equal_gensims(vectors, options):
+    wv, kv = vectors
+    pearson, spearman, oov = ev.evaluate_word_pairs(wv, WORDSIM, **options)
+    want_p, want_s, want_oov = kv.evaluate_word_pairs(str(WORDSIM), **options)
+    assert oov == pytest.approx(want_oov, abs=1e-9) and oov > 0
+    assert spearman.statistic == pytest.approx(want_s[0], abs=1e-6)
+    assert pearson.statistic == pytest.approx(want_p[0], abs=1e-6)
+    assert spearman.pvalue == pytest.approx(want_s[1], rel=1e-4)
+    assert pearson.pvalue == pytest.approx(want_p[1], rel=1e-4)
+    assert spearman.statistic > 0.2  # the pairs were built to lean together
+
+
+def test_analogies_known_answers(tmp_path):
+    wv = WordVectors(["<unk>", "man", "woman", "king", "queen", "boy", "girl", "Apple"],
+                     [[0, 0, 0, 1], [1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 1, 0],
+                      [1, 0, -1, 0], [1, 1, -1, 0], [-1, 0, 0, 0]])
+    path = tmp_path / "q.txt"
+    path.write_text(": family\nman woman king queen\nking queen boy girl\nman king woman girl\n"
+                    "not four words\n: other\nman woman zebra girl\nMAN WOMAN KING QUEEN\n")
+    score, sections = ev.evaluate_word_analogies(wv, path)
+    assert [(s["section"], len(s["correct"]), len(s["incorrect"]), s["oov"]) for s in sections] == [
+        ("family", 2, 1, 0), ("other", 1, 0, 1), ("Total accuracy", 3, 1, 1)]
+    assert score == 0.75
+    _, sections = ev.evaluate_word_analogies(wv, path, case_insensitive=False)
+    assert sections[1]["oov"] == 2  # MAN... are unknown when case matters
+
+
+def test_analogy_file_errors(tmp_path, vectors):
+    path = tmp_path / "q.txt"
+    path.write_text("athens greece baghdad iraq\n")
+    with pytest.raises(ValueError, match="q.txt:1: a question before the first ': section' line"):
+        ev.evaluate_word_analogies(vectors[0], path)
+    with pytest.raises(FileNotFoundError):
+        ev.evaluate_word_analogies(vectors[0], tmp_path / "missing.txt")
+
+
+def test_word_pairs_without_any_known_pair(tmp_path, vectors):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("# comment\nqqqq\tzzzz\t3.0\n")
+    with pytest.raises(ValueError, match="no similarity judgements found"):
+        ev.evaluate_word_pairs(vectors[0], path)
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def test_rank_and_correlations_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    for n in (3, 10, 353):
+        x = rng.integers(0, 5, n).astype(float)  # ties
+        y = x + rng.standard_normal(n)
+        np.testing.assert_array_equal(ev.rankdata(x), stats.rankdata(x))
+        for ours, theirs in ((ev.pearson(x, y), stats.pearsonr(x, y)), (ev.spearman(x, y), stats.spearmanr(x, y))):
+            assert ours.statistic == pytest.approx(theirs[0], abs=1e-12)
+            assert ours.pvalue == pytest.approx(theirs[1], rel=1e-8, abs=1e-300)
+
+
+def test_correlation_edge_cases():
+    assert ev.pearson([1, 2, 3], [2, 4, 6]) == (1.0, 0.0)
+    assert np.isnan(ev.pearson([1, 1, 1], [1, 2, 3]).statistic)
+    assert np.isnan(ev.spearman([1, 2], [2, 1]).pvalue)
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vectors_file(tmp_path_factory, vectors):
+    path = tmp_path_factory.mktemp("vec") / "vectors.bin"
+    vectors[0].save(path)
+    return path
+
+
+def test_cli_text(vectors_file, vectors, capsys):
+    assert ev.main([str(vectors_file), "--analogies", str(QUESTIONS), "--similarity", str(WORDSIM)]) == 0
+    out = capsys.readouterr().out
+    score, _ = vectors[1].evaluate_word_analogies(str(QUESTIONS))
+    assert "capital-common-countries" in out and "Total accuracy" in out
+    assert f"{100 * score:.1f}%" in out.splitlines()[[i for i, l in enumerate(out.splitlines()) if "Total" in l][0]]
+    assert "spearman" in out and "pearson" in out
+
+
+def test_cli_json(vectors_file, vectors, capsys):
+    assert ev.main([str(vectors_file), "--analogies", str(QUESTIONS), "--similarity", str(WORDSIM),
+                    "--restrict-vocab", "700", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    score, sections = vectors[1].evaluate_word_analogies(str(QUESTIONS), restrict_vocab=700)
+    assert report["analogies"]["score"] == score
+    total = report["analogies"]["sections"][-1]
+    assert total["correct"] == len(sections[-1]["correct"]) and total["seen"] == total["correct"] + total["incorrect"]
+    _, spearman, oov = vectors[1].evaluate_word_pairs(str(WORDSIM), restrict_vocab=700)
+    assert report["similarity"]["spearman"]["statistic"] == pytest.approx(spearman[0], abs=1e-6)
+    assert report["similarity"]["oov_ratio"] == pytest.approx(oov)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["missing.bin", "--analogies", str(QUESTIONS)], "missing.bin: no such file"),
+    (["{vec}"], "give --analogies FILE and/or --similarity FILE"),
+    (["{vec}", "--similarity", "nope.tsv"], "nope.tsv: No such file or directory"),
+])
+def test_cli_user_errors(vectors_file, capsys, argv, message):
+    assert ev.main([a.format(vec=vectors_file) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1

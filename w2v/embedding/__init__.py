@@ -1,0 +1,32 @@
+"""Sharded embedding tables with TensorFlow's partition strategies, on PyTorch.
+
+A table of ``V`` rows is split into ``N`` row shards by ``"mod"`` (id ``i`` in shard
+``i % N``) or ``"div"`` (contiguous ranges), as in ``tf.compat.v1.nn.embedding_lookup``.
+A lookup takes TorchRec's three steps: route ids to the shards that own them, gather rows
+in each shard, return them in id order.
+
+- :mod:`~w2v.embedding.partition`: the layout (:func:`shard_sizes`, :func:`route`,
+  :func:`split_table`, :func:`join_shards`);
+- :mod:`~w2v.embedding.functional`: :func:`embedding_lookup`, TensorFlow's function with
+  its gaps closed (layout and range checks, ``div`` with fewer rows than shards);
+- :mod:`~w2v.embedding.module`: :class:`ShardedEmbedding`, ``nn.Embedding`` with shards,
+  sparse per-shard gradients and a ``state_dict`` that reshards on load.
+
+Nothing here knows about word2vec.
+"""
+
+from w2v.embedding.functional import MAX_NORM_MODES, embedding_lookup
+from w2v.embedding.module import INITS, ShardedEmbedding
+from w2v.embedding.partition import STRATEGIES, join_shards, route, shard_sizes, split_table
+
+__all__ = [
+    "INITS",
+    "MAX_NORM_MODES",
+    "STRATEGIES",
+    "ShardedEmbedding",
+    "embedding_lookup",
+    "join_shards",
+    "route",
+    "shard_sizes",
+    "split_table",
+]

@@ -1,0 +1,396 @@
+"""Word-analogy accuracy and word-similarity correlation, with gensim's answers, batched.
+
+The library functions mirror gensim's ``KeyedVectors.evaluate_word_analogies`` and
+``evaluate_word_pairs``: the same ``restrict_vocab`` (the first N words), the same case
+handling (``case_insensitive`` upper-cases the test words and the vocabulary, the first,
+most frequent, spelling of a word winning), the same skipping (or, with ``dummy4unknown``,
+zero-scoring) of questions with out-of-vocabulary words, and a final "Total accuracy" section.
+
+gensim answers each analogy with its own ``most_similar`` call; here the questions of a
+section share one matrix product (:meth:`w2v.vectors.WordVectors.top_k`). Matrix products
+round differently from gensim's matrix-vector ones, so a question whose top candidates lie
+within ``1e-5`` of each other is re-scored with gensim's own arithmetic; the answers
+then match gensim's question for question.
+
+Command line::
+
+    python -m w2v.evaluate vectors.bin --analogies data/questions-words.txt \\
+        --similarity data/wordsim353.tsv [--restrict-vocab 300000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from w2v.cli import fail, USER_ERRORS
+from w2v.vectors import WordVectors
+
+log = logging.getLogger(__name__)
+
+_TIE = 1e-5  # re-score a question whose deciding cosines are closer than this
+_CANDIDATES = 5  # gensim looks at most_similar(..., topn=5)
+
+
+class Correlation(NamedTuple):
+    """A correlation coefficient and its two-sided p-value (a t-test with n - 2 degrees of freedom)."""
+
+    statistic: float
+    pvalue: float
+
+
+# --- analogies -----------------------------------------------------------------------------
+
+
+def evaluate_word_analogies(
+    wv: WordVectors,
+    analogies,
+    restrict_vocab: Optional[int] = 300000,
+    case_insensitive: bool = True,
+    dummy4unknown: bool = False,
+    device=None,
+) -> Tuple[float, List[dict]]:
+    """Accuracy on ``a b c d`` questions (a is to b as c is to d) by 3CosAdd, like gensim's.
+
+    Args:
+        wv: the vectors.
+        analogies: a file of ``: section`` lines and four-word questions
+            (``data/questions-words.txt``).
+        restrict_vocab: only the first this-many words answer or take part in questions.
+        case_insensitive: compare upper-cased words.
+        dummy4unknown: count questions with unknown words as wrong instead of skipping them.
+        device: where the matrix products run (None: CPU).
+
+    Returns:
+        ``(score, sections)``: the total accuracy and one dict per section,
+        ``{"section", "correct", "incorrect", "oov"}``, where ``correct``/``incorrect`` list
+        the questions as tuples (upper-cased when ``case_insensitive``) and ``oov`` counts the
+        questions with unknown words. The last section is ``"Total accuracy"``.
+    """
+    ok = _ok_vocab(wv, restrict_vocab, case_insensitive)
+    sections = []
+    for name, questions in _read_analogies(analogies, case_insensitive):
+        known = [q for q in questions if all(w in ok for w in q)]
+        section = {"section": name, "correct": [], "incorrect": [], "oov": len(questions) - len(known)}
+        right = _solve(wv, [[ok[w] for w in q] for q in known], restrict_vocab, case_insensitive, device)
+        for q, is_right in _merge(questions, known, right, ok, dummy4unknown):
+            section["correct" if is_right else "incorrect"].append(q)
+        sections.append(section)
+        _log_section(section)
+    total = {
+        "section": "Total accuracy",
+        "correct": [q for s in sections for q in s["correct"]],
+        "incorrect": [q for s in sections for q in s["incorrect"]],
+        "oov": sum(s["oov"] for s in sections),
+    }
+    sections.append(total)
+    return _log_section(total), sections
+
+
+def _ok_vocab(wv: WordVectors, restrict_vocab, case_insensitive) -> Dict[str, int]:
+    """gensim's ``ok_vocab``: the first ``restrict_vocab`` words; the first of several spellings wins."""
+    keys = wv.index_to_key[:restrict_vocab]
+    return {(k.upper() if case_insensitive else k): i for i, k in reversed(list(enumerate(keys)))}
+
+
+def _read_analogies(path, case_insensitive) -> List[Tuple[str, List[tuple]]]:
+    sections: List[Tuple[str, List[tuple]]] = []
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f):
+            line = raw.decode("utf-8")
+            if line.startswith(": "):
+                sections.append((line.lstrip(": ").strip(), []))
+                continue
+            if not sections:
+                raise ValueError(f"{path}:{line_no + 1}: a question before the first ': section' line; "
+                                 "an analogy file starts with a line like ': capital-common-countries'")
+            words = line.split()
+            if len(words) != 4:  # gensim skips such lines too
+                continue
+            sections[-1][1].append(tuple(w.upper() for w in words) if case_insensitive else tuple(words))
+    return sections
+
+
+def _merge(questions, known, right, ok, dummy4unknown):
+    answers = iter(right)
+    for q in questions:
+        if all(w in ok for w in q):
+            yield q, next(answers)
+        elif dummy4unknown:
+            yield q, False
+
+
+def _solve(wv: WordVectors, abc_d: List[List[int]], restrict_vocab, case_insensitive, device) -> List[bool]:
+    """Whether gensim's 3CosAdd answer to each question (ids of a, b, c, expected) is right."""
+    if not abc_d:
+        return []
+    ids = np.asarray(abc_d, dtype=np.int64)  # (n, 4)
+    wv.fill_norms()
+    query = _gensim_queries(wv.vectors, wv.norms, ids[:, 0], ids[:, 1], ids[:, 2])  # (n, D)
+    scores, top = wv.top_k(query, _CANDIDATES + 1, exclude=ids[:, :3], restrict_vocab=restrict_vocab, device=device)
+    key = (lambda i: wv.index_to_key[i].upper()) if case_insensitive else (lambda i: wv.index_to_key[i])
+    right = []
+    for n, (a, b, c, expected) in enumerate(ids.tolist()):
+        cands = [i for i in top[n].tolist() if i >= 0]
+        pos = _pick(cands[:_CANDIDATES], {key(a), key(b), key(c)}, key)
+        deciding = scores[n][: min(pos + 2, len(cands))]  # the pick and its neighbours in rank
+        if len(deciding) > 1 and np.min(deciding[:-1] - deciding[1:]) < _TIE:
+            cands = _gensim_candidates(wv.vectors, wv.norms, query[n], (a, b, c), restrict_vocab)
+            pos = _pick(cands, {key(a), key(b), key(c)}, key)
+        right.append(pos >= 0 and key(cands[pos]) == key(expected))
+    return right
+
+
+def _pick(cands: Sequence[int], ignore: set, key) -> int:
+    """gensim's loop: the first candidate not spelled like a question word, else the last one."""
+    for pos, i in enumerate(cands):
+        if key(i) not in ignore:
+            return pos
+    return len(cands) - 1
+
+
+def _gensim_queries(vectors, norms, a, b, c) -> np.ndarray:
+    """gensim's ``get_mean_vector([b, c, a], [1, 1, -1], post_normalize=True)``, step for step."""
+    unit = lambda i: vectors[i] / norms[i][:, None]  # noqa: E731  (float32, as get_vector(norm=True))
+    mean = unit(b)
+    mean = (mean.astype(np.float64) + unit(c)).astype(np.float32)  # gensim adds float64 terms in place
+    mean = (mean.astype(np.float64) - unit(a)).astype(np.float32)
+    mean = mean.astype(np.float64) / 3.0
+    mean = mean * (1.0 / np.linalg.norm(mean, axis=1, keepdims=True))
+    return mean.astype(np.float32)
+
+
+def _gensim_candidates(vectors, norms, query, abc, restrict_vocab) -> List[int]:
+    """gensim's ``most_similar(..., topn=5)`` ids for one question, with its arithmetic."""
+    dists = np.dot(vectors[:restrict_vocab], query) / norms[:restrict_vocab]
+    x, topn = -dists, _CANDIDATES + len(abc)
+    if topn >= x.size:
+        best = np.argsort(x)[:topn]
+    else:
+        best = np.argpartition(x, topn)[:topn]
+        best = best.take(np.argsort(x.take(best)))
+    return [int(i) for i in best if i not in abc][:_CANDIDATES]
+
+
+def _log_section(section: dict) -> float:
+    correct, incorrect = len(section["correct"]), len(section["incorrect"])
+    if correct + incorrect == 0:
+        return 0.0
+    score = correct / (correct + incorrect)
+    log.info("%s: %.1f%% (%i/%i)", section["section"], 100.0 * score, correct, correct + incorrect)
+    return score
+
+
+# --- word pairs ----------------------------------------------------------------------------
+
+
+def evaluate_word_pairs(
+    wv: WordVectors,
+    pairs,
+    delimiter: str = "\t",
+    restrict_vocab: Optional[int] = 300000,
+    case_insensitive: bool = True,
+    dummy4unknown: bool = False,
+    encoding: str = "utf8",
+) -> Tuple[Correlation, Correlation, float]:
+    """Correlation of cosine similarity with human judgements, like gensim's.
+
+    Args:
+        wv: the vectors.
+        pairs: ``word1<delimiter>word2<delimiter>score`` lines; lines starting with ``#`` are
+            skipped (``data/wordsim353.tsv``).
+        delimiter: the field separator.
+        restrict_vocab: only the first this-many words count as known.
+        case_insensitive: compare upper-cased words.
+        dummy4unknown: give pairs with unknown words similarity 0 instead of skipping them.
+        encoding: of the file.
+
+    Returns:
+        ``(pearson, spearman, oov_ratio)``: two :class:`Correlation` ``(statistic, pvalue)``
+        and the percentage of pairs with an unknown word.
+    """
+    gold, model, oov = _word_pairs(wv, pairs, delimiter, restrict_vocab, case_insensitive, dummy4unknown, encoding)
+    return pearson(gold, model), spearman(gold, model), _oov_ratio(len(gold), oov, dummy4unknown)
+
+
+def _word_pairs(wv, pairs, delimiter, restrict_vocab, case_insensitive, dummy4unknown, encoding):
+    ok = _ok_vocab(wv, restrict_vocab, case_insensitive)
+    unit = wv.get_normed_vectors()
+    gold, model, oov = [], [], 0
+    with open(pairs, encoding=encoding) as f:
+        for line in f:
+            if not line or line.startswith("#"):
+                continue
+            try:
+                a, b, sim = [w.upper() for w in line.split(delimiter)] if case_insensitive else line.split(delimiter)
+                sim = float(sim)
+            except (ValueError, TypeError):
+                continue
+            if a not in ok or b not in ok:
+                oov += 1
+                if dummy4unknown:
+                    gold.append(sim)
+                    model.append(0.0)
+                continue
+            gold.append(sim)
+            model.append(float(unit[ok[a]] @ unit[ok[b]]))
+    if not gold:
+        raise ValueError(f"{pairs}: no similarity judgements found: either the lines are not "
+                         f"'word1{delimiter!r}word2{delimiter!r}score' or every pair is out of vocabulary")
+    return gold, model, oov
+
+
+# --- statistics (numpy only) ---------------------------------------------------------------
+
+
+def rankdata(x) -> np.ndarray:
+    """Ranks from 1, ties sharing their average rank (scipy's ``rankdata(method="average")``).
+
+    >>> rankdata([10, 30, 20, 20]).tolist()
+    [1.0, 4.0, 2.5, 2.5]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    new = np.r_[True, xs[1:] != xs[:-1]]
+    group = np.cumsum(new)  # 1-based group of each sorted value
+    bounds = np.r_[np.flatnonzero(new), len(x)]
+    ranks = np.empty(len(x))
+    ranks[order] = 0.5 * (bounds[group - 1] + 1 + bounds[group])
+    return ranks
+
+
+def pearson(x, y) -> Correlation:
+    """Pearson's r and its two-sided p-value.
+
+    >>> round(pearson([1, 2, 3, 4], [1, 3, 2, 4]).statistic, 3)
+    0.8
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    xm, ym = x - x.mean(), y - y.mean()
+    nx, ny = np.linalg.norm(xm), np.linalg.norm(ym)
+    r = float(np.clip((xm / nx) @ (ym / ny), -1.0, 1.0)) if nx > 0 and ny > 0 else math.nan
+    if abs(r) > 1.0 - 1e-12:  # a perfect correlation up to rounding: say so, and p = 0
+        r = math.copysign(1.0, r)
+    return Correlation(r, _t_pvalue(r, len(x)))
+
+
+def spearman(x, y) -> Correlation:
+    """Spearman's rank correlation (Pearson's r of the ranks) and its two-sided p-value."""
+    return pearson(rankdata(x), rankdata(y))
+
+
+def _t_pvalue(r: float, n: int) -> float:
+    """P(|T| >= t) for t = r sqrt((n-2) / (1-r^2)): the regularised beta I_{1-r^2}((n-2)/2, 1/2)."""
+    if n < 3 or math.isnan(r):
+        return math.nan
+    return _betainc((n - 2) / 2.0, 0.5, max(0.0, 1.0 - r * r))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b) (Numerical Recipes' continued fraction)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def _betacf(a: float, b: float, x: float, tiny: float = 1e-300) -> float:
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 1000):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m w2v.evaluate VECTORS --analogies FILE --similarity FILE [--json]``."""
+    p = argparse.ArgumentParser(prog="python -m w2v.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("vectors", help="vectors file (.bin, .txt, .glove.txt, .npy, .pt)")
+    p.add_argument("--analogies", help="analogy questions, e.g. data/questions-words.txt")
+    p.add_argument("--similarity", help="word pairs with human scores, e.g. data/wordsim353.tsv")
+    p.add_argument("--format", help="vectors format when the suffix does not say (bin, txt, glove, npy, pt)")
+    p.add_argument("--restrict-vocab", type=int, default=300000, help="only the first N words count (default 300000)")
+    p.add_argument("--case-sensitive", action="store_true", help="compare words as written (default: upper-cased)")
+    p.add_argument("--dummy4unknown", action="store_true", help="count questions/pairs with unknown words as wrong/0")
+    p.add_argument("--delimiter", default="\t", help="field separator of --similarity (default tab)")
+    p.add_argument("--device", default=None, help="where analogies are solved: cpu, cuda (default cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    if not (args.analogies or args.similarity):
+        return fail("give --analogies FILE and/or --similarity FILE "
+                    "(the bundled ones are data/questions-words.txt and data/wordsim353.tsv)")
+    try:
+        wv = WordVectors.load(args.vectors, format=args.format)
+        report: dict = {"vectors": args.vectors, "words": len(wv), "dim": wv.vector_size}
+        opts = dict(restrict_vocab=args.restrict_vocab, case_insensitive=not args.case_sensitive,
+                    dummy4unknown=args.dummy4unknown)
+        if args.analogies:
+            score, sections = evaluate_word_analogies(wv, args.analogies, device=args.device, **opts)
+            report["analogies"] = {"path": args.analogies, **opts, "score": score,
+                                   "sections": [_section_counts(s, args.dummy4unknown) for s in sections]}
+        if args.similarity:
+            gold, model, oov = _word_pairs(wv, args.similarity, args.delimiter, encoding="utf8", **opts)
+            pr, sp, ratio = pearson(gold, model), spearman(gold, model), _oov_ratio(len(gold), oov, args.dummy4unknown)
+            report["similarity"] = {"path": args.similarity, **opts, "pearson": pr._asdict(),
+                                    "spearman": sp._asdict(), "pairs": len(gold), "oov": oov, "oov_ratio": ratio}
+    except USER_ERRORS as e:
+        return fail(e)
+    print(json.dumps(report, indent=2) if args.json else _text(report))
+    return 0
+
+
+def _oov_ratio(n_scored: int, oov: int, dummy4unknown: bool) -> float:
+    """gensim's percentage of pairs with unknown words (``n_scored`` includes dummies)."""
+    return 100.0 * oov / (n_scored if dummy4unknown else n_scored + oov)
+
+
+def _section_counts(s: dict, dummy4unknown: bool) -> dict:
+    correct, incorrect = len(s["correct"]), len(s["incorrect"])
+    seen = correct + incorrect
+    return {"section": s["section"], "correct": correct, "incorrect": incorrect, "seen": seen,
+            "skipped": 0 if dummy4unknown else s["oov"], "accuracy": correct / seen if seen else 0.0}
+
+
+def _text(report: dict) -> str:
+    out = [f"{report['vectors']}: {report['words']} words x {report['dim']}"]
+    if "analogies" in report:
+        a = report["analogies"]
+        case = "case-insensitive" if a["case_insensitive"] else "case-sensitive"
+        out += ["", f"analogies: {a['path']} (restrict_vocab={a['restrict_vocab']}, {case})",
+                f"{'section':<32}{'correct':>8}{'seen':>7}{'skipped':>9}{'accuracy':>10}"]
+        for s in a["sections"]:
+            out.append(f"{s['section']:<32}{s['correct']:>8}{s['seen']:>7}{s['skipped']:>9}{100 * s['accuracy']:>9.1f}%")
+    if "similarity" in report:
+        s = report["similarity"]
+        out += ["", f"similarity: {s['path']} ({s['pairs']} pairs scored, {s['oov']} with unknown words: "
+                    f"{s['oov_ratio']:.1f}%)"]
+        for name in ("spearman", "pearson"):
+            out.append(f"  {name:<9}{s[name]['statistic']:.4f}  (p = {s[name]['pvalue']:.3g})")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
