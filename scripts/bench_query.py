@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     theirs = [kv.most_similar(q, topn=args.topn) for q in single]
     gensim_single = (time.perf_counter() - t) / len(single) * 1000
     print(f"gensim, most_similar one at a time: {gensim_single:.2f} ms/query")
-    print(f"speed-up: batched {gensim_single / ours_batch:.1f}x gensim; single {gensim_single / ours_single:.2f}x gensim")
+    print(f"speed-up: batched {gensim_single / ours_batch:.1f}x gensim; "
+          f"single {gensim_single / ours_single:.2f}x gensim")
     agree = sum([w for w, _ in a] == [w for w, _ in b] for a, b in zip(theirs, batch))
     print(f"same top-{args.topn} words as gensim for {agree}/{len(single)} queries")
     return 0

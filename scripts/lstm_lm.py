@@ -131,7 +131,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-words", type=int, default=300_000, help="tokens read from the text (default 300k)")
     p.add_argument("--valid-fraction", type=float, default=0.1)
     p.add_argument("--vocab-size", type=int, default=10_000, help="most frequent training words kept (PTB: 10k)")
-    p.add_argument("--token-pattern", default=r"[^\W\d_]+", help=r"token regex (default: letters; '\S+' for pre-tokenized text)")
+    p.add_argument("--token-pattern", default=r"[^\W\d_]+",
+                   help=r"token regex (default: runs of letters; '\S+' for pre-tokenized text)")
     p.add_argument("--no-lowercase", action="store_true")
     p.add_argument("--emb-dim", type=int, default=None, help="embedding size (default: the vectors' dim, else 200)")
     p.add_argument("--hidden", type=int, default=200)
@@ -179,7 +180,8 @@ def main(argv=None) -> int:
     valid_data = batchify(ids[split:], args.batch_size)
     print(f"{args.text}: {split:,} training and {len(tokens) - split:,} validation tokens, vocabulary "
           f"{len(vocab):,} (<unk> covers {100 * np.mean(ids == 0):.1f}%); emb {args.emb_dim}, hidden {args.hidden}, "
-          f"{args.layers} layers, batch {args.batch_size} x {args.num_steps}, {torch.get_num_threads()} threads", flush=True)
+          f"{args.layers} layers, batch {args.batch_size} x {args.num_steps}, {torch.get_num_threads()} threads",
+          flush=True)
 
     results = {"random init": train(args, vocab, train_data, valid_data, None, "random")}
     if wv is not None:

@@ -284,3 +284,11 @@ def test_write_into_missing_folder(tmp_path, table):
     words, vectors = table
     with pytest.raises(FileNotFoundError, match="folder .*missing does not exist; create it first"):
         WordVectors(words, vectors).save(tmp_path / "missing" / "v.bin")
+
+
+def test_unicode_errors_in_text(tmp_path):
+    path = tmp_path / "cut.txt"
+    path.write_bytes(b"2 2\nK\xc3 1 2\nok 3 4\n")
+    with pytest.raises(ValueError, match="cut.txt: line 2 is not valid UTF-8"):
+        WordVectors.load(path)
+    assert WordVectors.load(path, unicode_errors="ignore").index_to_key == ["K", "ok"]

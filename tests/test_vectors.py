@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +220,24 @@ def test_vectors_side_never_imports_the_trainer():
             "print(sorted(m for m in sys.modules if m in ('w2v.train', 'w2v.model', 'w2v.embedding')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_lstm_lm_script_smoke(tmp_path):
+    """scripts/lstm_lm.py runs both trainings end to end on a tiny slice (a few seconds)."""
+    root = Path(__file__).resolve().parent.parent
+    text = tmp_path / "text.txt"
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(50)]
+    text.write_text("\n".join(" ".join(rng.choice(words, 12)) for _ in range(400)))
+    WordVectors(["<unk>"] + words[:40], rng.standard_normal((41, 8))).save(tmp_path / "v.bin")
+    cmd = [sys.executable, str(root / "scripts" / "lstm_lm.py"), str(text), "--vectors", str(tmp_path / "v.bin"),
+           "--epochs", "1", "--hidden", "8", "--num-steps", "5", "--max-words", "3000", "--threads", "1", "--token-pattern", r"\S+"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert "our vectors: 41 of 52 words found" in out.stdout
+    tail = out.stdout.split("best validation perplexity:")[1].strip().splitlines()
+    best = dict(line.strip().rsplit(None, 1) for line in tail)
+    assert set(best) == {"random init", "our vectors"}
+    assert 10 < float(best["random init"]) < 200  # 50 words drawn uniformly: about 50
+    bad = subprocess.run(cmd + ["--emb-dim", "16"], capture_output=True, text=True, timeout=120, cwd=root)
+    assert bad.returncode == 2 and "differs from the vectors' dim 8" in bad.stderr

@@ -382,7 +382,8 @@ def _text(report: dict) -> str:
         out += ["", f"analogies: {a['path']} (restrict_vocab={a['restrict_vocab']}, {case})",
                 f"{'section':<32}{'correct':>8}{'seen':>7}{'skipped':>9}{'accuracy':>10}"]
         for s in a["sections"]:
-            out.append(f"{s['section']:<32}{s['correct']:>8}{s['seen']:>7}{s['skipped']:>9}{100 * s['accuracy']:>9.1f}%")
+            out.append(f"{s['section']:<32}{s['correct']:>8}{s['seen']:>7}{s['skipped']:>9}"
+                       f"{100 * s['accuracy']:>9.1f}%")
     if "similarity" in report:
         s = report["similarity"]
         out += ["", f"similarity: {s['path']} ({s['pairs']} pairs scored, {s['oov']} with unknown words: "

@@ -10,7 +10,7 @@ readers skip it either way. In the text form each line is the word and ``D`` num
 separated by single spaces. GloVe text is the text form without the header.
 
 Big files are read without per-value Python work: binary rows are copied out of a
-memory map with one slice per row, text rows are parsed by :func:`numpy.fromstring`
+memory map a chunk of rows at a time, text rows are parsed by :func:`numpy.fromstring`
 a chunk of lines at a time. Writes are atomic: a temporary file in the target's folder,
 then :func:`os.replace`, so an error never leaves a partial file behind.
 """
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,6 @@ def read_vectors(path, format=None, limit=None, unicode_errors="strict") -> Tabl
         ``(words, vectors, counts)``; ``counts`` is None unless the file keeps them.
     """
     fmt = format_from_path(path, format)
-    _check_readable(path)
     if fmt in ("bin", "txt"):
         words, vectors = read_word2vec(path, binary=fmt == "bin", limit=limit, unicode_errors=unicode_errors)
         return words, vectors, None
@@ -163,7 +163,8 @@ def read_word2vec(path, binary: bool = False, limit: Optional[int] = None, unico
         parts = first.split()
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
             hint = "; for GloVe files (no header) use format='glove'" if len(parts) > 2 else ""
-            raise ValueError(f"{name}: the first line should be the word2vec header 'count dim', got {first[:60]!r}{hint}")
+            raise ValueError(f"{name}: the first line should be the word2vec header 'count dim', "
+                             f"got {first[:60]!r}{hint}")
         n, dim = int(parts[0]), int(parts[1])
         if dim == 0:
             raise ValueError(f"{name}: the header says the vectors have 0 dimensions")
@@ -251,12 +252,17 @@ def _read_text(f, name, dim, want, unicode_errors, start_line, expected):
                 got = len(rest.split())
                 hint = "; is this the binary format? pass binary=True or name it .bin" if _looks_binary(line) else ""
                 raise ValueError(f"{name}:{line_no}: expected a word and {dim} numbers, got {got} numbers{hint}")
-            words.append(_decode(word, name, f"line {line_no}", unicode_errors))
+            try:
+                words.append(word.decode("utf-8", unicode_errors))
+            except UnicodeDecodeError as e:
+                raise _not_utf8(name, f"line {line_no}", e) from None
             rests.append(rest)
         blocks.append(_parse_numbers(rests, dim, name, line_no - len(lines) + 1))
     if expected is not None:
         if len(words) < (expected if want is None else want):
-            raise ValueError(f"{name}: expected {expected} vectors, file ends after {len(words)}; the file is truncated")
+            raise ValueError(
+                f"{name}: expected {expected} vectors, file ends after {len(words)}; the file is truncated"
+            )
         if want == expected and (more or f.read(1 << 16).strip()):
             raise ValueError(
                 f"{name}: there are more lines than the {expected} vectors the header announces; fix the header"
@@ -293,13 +299,6 @@ def _looks_binary(line: bytes) -> bool:
     return False
 
 
-def _decode(raw: bytes, name: str, where: str, unicode_errors: str) -> str:
-    try:
-        return raw.decode("utf-8", errors=unicode_errors)
-    except UnicodeDecodeError as e:
-        raise _not_utf8(name, where, e) from None
-
-
 def _not_utf8(name: str, where: str, e: UnicodeDecodeError) -> ValueError:
     return ValueError(
         f"{name}: {where} is not valid UTF-8 ({e.reason}); pass unicode_errors='ignore' or 'replace' "
@@ -334,10 +333,9 @@ def write_npy(path, words: Sequence[str], vectors: np.ndarray, counts=None) -> N
     vectors = _check_table(words, vectors)
     counts = np.zeros(len(words), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
     _check_words(path, words)
-    with atomic_write(vocab_path_for(path), "w") as f:
-        f.writelines(f"{w} {c}\n" for w, c in zip(words, counts.tolist()))
-    with atomic_write(path, "wb") as f:
-        np.save(f, vectors, allow_pickle=False)
+    with atomic_write(vocab_path_for(path), "w") as fv, atomic_write(path, "wb") as fn:  # both or neither
+        fv.writelines(f"{w} {c}\n" for w, c in zip(words, counts.tolist()))
+        np.save(fn, vectors, allow_pickle=False)
 
 
 def read_npy(path, vocab_path=None) -> Table:
@@ -376,8 +374,6 @@ _TORCH_KIND = "w2v.vectors"
 def write_torch(path, words: Sequence[str], vectors: np.ndarray, counts=None) -> None:
     """Write a dict of plain values (``index_to_key``, ``vectors`` tensor, ``counts``) that loads with
     ``torch.load(path, weights_only=True)``."""
-    import torch
-
     vectors = _check_table(words, vectors)
     obj = {
         "kind": _TORCH_KIND,
@@ -392,13 +388,13 @@ def write_torch(path, words: Sequence[str], vectors: np.ndarray, counts=None) ->
 
 def read_torch(path) -> Table:
     """Read a file written by :func:`write_torch` (no pickled code is run)."""
-    import torch
-
     _check_readable(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a damaged file
-        raise ValueError(f"{path}: not a readable torch vectors file ({type(e).__name__}); the file is damaged") from None
+        raise ValueError(
+            f"{path}: not a readable torch vectors file ({type(e).__name__}); the file is damaged"
+        ) from None
     if not isinstance(obj, dict) or obj.get("kind") != _TORCH_KIND or not torch.is_tensor(obj.get("vectors")):
         raise ValueError(f"{path}: a torch file, but not one of w2v's vectors files (no 'kind': '{_TORCH_KIND}')")
     vectors = obj["vectors"].detach().to(torch.float32).numpy()
@@ -424,7 +420,8 @@ def _check_words(path, words: Sequence[str]) -> None:
     """Words with whitespace (or empty ones) would break the line-based formats."""
     if words and (min(map(len, words)) == 0 or _WHITESPACE.search("\0".join(words))):
         bad = next(w for w in words if not w or _WHITESPACE.search(w))
-        raise ValueError(f"cannot write {path}: the word {bad!r} is empty or holds whitespace, which the format cannot store")
+        raise ValueError(f"cannot write {path}: the word {bad!r} is empty or holds whitespace, "
+                         "which the format cannot store")
 
 
 def _check_table(words: Sequence[str], vectors) -> np.ndarray:

@@ -173,7 +173,8 @@ class WordVectors:
 
     def similar_by_vector(self, vector, topn: int = 10, restrict_vocab: Optional[int] = None) -> Result:
         """The ``topn`` words nearest a raw vector (nothing excluded)."""
-        return self.most_similar(positive=[np.asarray(vector, dtype=np.float32)], topn=topn, restrict_vocab=restrict_vocab)
+        vector = np.asarray(vector, dtype=np.float32)
+        return self.most_similar(positive=[vector], topn=topn, restrict_vocab=restrict_vocab)
 
     def analogy(self, a: str, b: str, c: str, topn: int = 10, restrict_vocab: Optional[int] = None) -> Result:
         """``a`` is to ``b`` as ``c`` is to ?: the words nearest ``b - a + c`` (3CosAdd).
@@ -268,6 +269,8 @@ class WordVectors:
     def _unit_on(self, device: torch.device) -> torch.Tensor:
         if device.type == "cpu":
             return torch.from_numpy(self.get_normed_vectors())  # shares memory
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r} but torch sees no CUDA device; use device=None (CPU)")
         key = str(device)
         if key not in self._on_device:
             self._on_device[key] = torch.from_numpy(self.get_normed_vectors()).to(device)
