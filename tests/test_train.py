@@ -60,6 +60,8 @@ def test_train_writes_every_output_and_learns_the_planted_topics(planted, cache_
         for word in group:
             assert binary.most_similar(word, topn=1)[0][0] in group
     assert any(f.startswith("events") for f in os.listdir(out / "tb"))
+    projector = (out / "tb" / "projector_config.pbtxt").read_text()
+    assert projector.count("embeddings {") == 3  # one per epoch end
 
 
 def test_gensim_reads_our_vectors(planted, cache_dir, tmp_path):

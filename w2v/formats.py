@@ -30,6 +30,8 @@ from typing import IO, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .vocab import read_word_counts
+
 log = logging.getLogger(__name__)
 
 FORMATS = ("bin", "txt", "glove", "npy", "pt")
@@ -355,14 +357,7 @@ def read_npy(path, vocab_path=None) -> Table:
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
         raise FileNotFoundError(f"{path}: its words are missing; expected {' or '.join(map(str, candidates))}")
-    words, counts = [], []
-    with open(found, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.rstrip("\n").rsplit(" ", 1)
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise ValueError(f"{found}:{n}: expected 'word count', got {line.strip()[:60]!r}")
-            words.append(parts[0])
-            counts.append(int(parts[1]))
+    words, counts = read_word_counts(found)
     if len(words) != len(vectors):
         raise ValueError(f"{path} has {len(vectors)} rows but {found} lists {len(words)} words; they must match")
     return words, np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(counts, dtype=np.int64)

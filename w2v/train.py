@@ -177,6 +177,11 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
             writer.add_text("neighbours", text.replace("\n", "  \n"), step)
         return text
 
+    def projector(wv: WordVectors, step: int) -> None:
+        if cfg.eval.projector_words > 0:
+            n = min(cfg.eval.projector_words, len(wv))
+            writer.add_embedding(torch.from_numpy(wv.vectors[:n]), metadata=wv.index_to_key[:n], global_step=step, tag="input")
+
     def on_epoch_end(epoch: int, result) -> None:
         step = (epoch + 1) * len(corpus)
         if not cfg.eval.every_epoch or epoch + 1 == cfg.train.epochs:
@@ -184,6 +189,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         wv = vectors()
         scores = evaluate(wv, step)
         probes(wv, step)
+        projector(wv, step)
         monitor.bar.write(
             f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s"
             + "".join(f", {k} {v:.4f}" for k, v in scores.items())
@@ -204,9 +210,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     )
     metrics.update(evaluate(wv, final_step))
     neighbours = probes(wv, final_step)
-    if cfg.eval.projector_words > 0:
-        n = min(cfg.eval.projector_words, len(wv))
-        writer.add_embedding(torch.from_numpy(wv.vectors[:n]), metadata=wv.index_to_key[:n], global_step=final_step, tag="input")
+    projector(wv, final_step)
     writer.close()
 
     for fmt in cfg.export.formats:

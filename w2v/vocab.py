@@ -117,15 +117,25 @@ class Vocab:
 
         A file whose first word is not ``<unk>`` gets ``<unk>`` with count 0 put in front.
         """
-        words, counts = [], []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                parts = line.rstrip("\n").rsplit(" ", 1)
-                if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                    raise ValueError(f"{path}:{n}: expected 'word count', got {line.strip()!r}")
-                words.append(parts[0])
-                counts.append(int(parts[1]))
+        words, counts = read_word_counts(path)
         if not words or words[0] != UNK:
             words.insert(0, UNK)
             counts.insert(0, 0)
         return cls(words, counts)
+
+
+def read_word_counts(path: str | os.PathLike):
+    """The ``(words, counts)`` of a file of ``word count`` lines, in file order.
+
+    Raises:
+        ValueError: a line is not ``word count``; the message names the file and line.
+    """
+    words, counts = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.rstrip("\n").rsplit(" ", 1)
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise ValueError(f"{path}:{n}: expected 'word count', got {line.strip()[:60]!r}")
+            words.append(parts[0])
+            counts.append(int(parts[1]))
+    return words, counts
