@@ -15,6 +15,7 @@ from w2v.embedding import (
     shard_sizes,
     split_table,
 )
+from w2v.embedding import functional, partition
 from w2v.embedding.functional import flat_view
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -325,6 +326,51 @@ def test_optimizers_step_on_sparse_shard_gradients(make_optimizer):
     assert torch.equal(layer.weight[~seen], table[~seen])
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_sparse_gradient_buffer_is_reused_only_once_released(strategy):
+    torch.manual_seed(3)
+    table = torch.randn(40, 4)
+    ref = nn.Embedding.from_pretrained(table, freeze=False, sparse=True)
+    layer = ShardedEmbedding.from_pretrained(table, freeze=False, num_shards=3, partition_strategy=strategy, sparse=True)
+
+    def step(n):
+        ids, grad = torch.randint(0, 40, (n,)), torch.randn(n, 4)
+        for module in (ref, layer):
+            module(ids).backward(grad)
+        torch.testing.assert_close(join_shards([dense(p.grad) for p in layer.shards], strategy), dense(ref.weight.grad))
+        return layer.shards[0].grad._values().data_ptr()  # shard 0's values open the buffer
+
+    first = step(30)
+    held = [p.grad for p in layer.shards]  # kept past zero_grad: the buffer is theirs
+    snapshot = [dense(g).clone() for g in held]
+    ref.zero_grad(), layer.zero_grad()
+    second = step(30)
+    assert all(torch.equal(dense(g), s) for g, s in zip(held, snapshot))
+    assert second != first
+    del held
+    ref.zero_grad(), layer.zero_grad()
+    third = step(20)  # a smaller batch fits in the released buffer
+    if functional._storage_use_count is not None:
+        assert third == second
+    step(25)  # no zero_grad: the new gradients add to the ones that hold the buffer
+    layer.zero_grad()
+    clone = copy.deepcopy(layer)  # the buffer (and its lock) stay behind
+    clone(torch.tensor([1, 2])).sum().backward()
+    assert clone._grad_buffer is not layer._grad_buffer
+
+
+@pytest.mark.parametrize("num_shards", [1, 3, 8, 300])
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_order_by_shard_is_a_stable_sort(num_shards, dtype):
+    for n in (0, 1, 1000):
+        shard = torch.randint(0, num_shards, (n,), dtype=dtype)
+        expected = sorted(range(n), key=lambda i: shard[i].item())  # Python's sort is stable
+        counts = torch.bincount(shard.long(), minlength=num_shards).tolist()
+        for order_of in (partition._order_by_shard_numpy, partition._order_by_shard_torch):
+            order, got = order_of(shard, num_shards)
+            assert order.tolist() == expected and got == counts
+
+
 @pytest.mark.parametrize("num_shards", [2, 3, 7])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("packed", [True, False])
@@ -555,3 +601,15 @@ def test_shards_on_two_devices_match_one_shard(sparse):
     joined = join_shards([dense(p.grad).cpu() for p in two.shards], "mod")
     torch.testing.assert_close(joined, dense(one.shards[0].grad))
     torch.testing.assert_close(two.gather(ids.reshape(-1).cuda()).cpu(), table[ids.reshape(-1)])
+
+
+@pytest.mark.parametrize("strategy", ["mod", "div"])
+def test_flat_table_rows_are_the_ids_rows(strategy):
+    layer = ShardedEmbedding(11, 3, num_shards=4, partition_strategy=strategy)
+    ids = torch.tensor([0, 5, 10, 3, 7])
+    flat = layer.flat_table()
+    assert flat.shape == (11, 3)
+    assert torch.equal(flat[layer.flat_index(ids)], layer.weight[ids])
+    with torch.no_grad():
+        flat[layer.flat_index(torch.tensor([7]))] = 9.0  # writes go to the shards
+    assert torch.equal(layer.weight[7], torch.full((3,), 9.0))

@@ -9,6 +9,7 @@ dense), so optimizers treat shards like any embedding weight.
 from __future__ import annotations
 
 import math
+import threading
 from typing import List, NamedTuple, Optional, Sequence, Union
 
 import torch
@@ -17,6 +18,47 @@ from torch.autograd.function import once_differentiable
 from w2v.embedding.partition import Layout, as_ids, check_ids, check_shards, check_strategy, rows_view
 
 MAX_NORM_MODES = ("renorm", "clip")
+
+
+# Reference count of a tensor storage; private to torch (its CUDA-graph code uses it), so
+# without it every sparse backward allocates its buffer afresh.
+_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
+
+
+class GradBuffer:
+    """A buffer reused, step after step, for the values of the shards' sparse gradients.
+
+    A sparse backward copies the gradient rows grouped by shard (``ids x D`` values) and
+    hands each shard a slice. On CPU, allocating that much memory afresh costs more than
+    the copy (page faults: ~250 ms for 512 MB against ~50 ms for the copy), so the buffer
+    is kept and written again, but only once nothing else references it: while a shard's
+    ``.grad`` (or any view of its values) lives, a new buffer is allocated instead. After
+    ``zero_grad()`` the same memory serves the next step. It holds up to the largest
+    batch's gradient between steps. (CUDA's caching allocator already makes allocation
+    cheap, and knows about streams, which this does not: it is used on CPU only.)
+    """
+
+    def __init__(self) -> None:
+        self._buffer: Optional[torch.Tensor] = None
+        self._unused = 0  # the storage's reference count when only self._buffer holds it
+        self._lock = threading.Lock()  # concurrent backward passes must not share it
+
+    def take(self, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A ``(rows, cols)`` tensor of unspecified values that nobody else holds."""
+        with self._lock:
+            b = self._buffer
+            if b is None or b.numel() < rows * cols or b.dtype != dtype or b.device != device or self._held(b):
+                b = torch.empty(rows * cols, dtype=dtype, device=device)
+                if _storage_use_count is not None:
+                    self._buffer, self._unused = b, _storage_use_count(b.untyped_storage()._cdata)
+            return b[: rows * cols].view(rows, cols)  # this view holds the storage: no one else takes it
+
+    def _held(self, b: torch.Tensor) -> bool:
+        return _storage_use_count(b.untyped_storage()._cdata) > self._unused
+
+    def clear(self) -> None:
+        with self._lock:
+            self._buffer = None
 
 
 class Plan(NamedTuple):
@@ -28,6 +70,7 @@ class Plan(NamedTuple):
     padding_idx: int = -1  # global id whose row gets no gradient; -1: none
     scale_grad_by_freq: bool = False
     sparse: bool = False
+    grad_buffer: Optional[GradBuffer] = None  # where sparse gradient values go; None: a new tensor
 
 
 def flat_view(shards: Sequence[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -88,11 +131,12 @@ def _sparse_grad(values: torch.Tensor, rows: torch.Tensor, num_rows: int, paddin
     return torch.sparse_coo_tensor(rows.unsqueeze(0), values, size, check_invariants=False)
 
 
-def _shard_grads(plan: Plan, ids: torch.Tensor, grad: torch.Tensor, needed, devices) -> List:
+def _shard_grads(plan: Plan, saved, grad: torch.Tensor, needed, devices) -> List:
+    """Each shard's gradient; ``saved`` is what :meth:`ShardedLookup.forward` kept."""
     layout, pad, scale = plan.layout, plan.padding_idx, plan.scale_grad_by_freq
     if not plan.sparse and plan.flat is not None:
         # Dense: one (V, D) gradient of the flat buffer; each shard's is a slice of it.
-        index = layout.flat_index(ids.to(plan.flat.device))
+        (index,) = saved
         flat_pad = int(layout.flat_index(torch.tensor([pad]))[0]) if pad >= 0 else -1
         full = torch.ops.aten.embedding_backward(
             grad.to(plan.flat.device), index, layout.num_embeddings, flat_pad, scale, False
@@ -102,8 +146,15 @@ def _shard_grads(plan: Plan, ids: torch.Tensor, grad: torch.Tensor, needed, devi
         pad_shard, pad_row = (int(t) for t in layout.route(torch.tensor(pad)))
     grads = []
     # Each shard's gradient values are its ids' rows of `grad`: one gather groups them all.
-    order, counts, grouped_rows = layout.group(ids)
-    values = [grad] if order is None else grad.index_select(0, order.to(grad.device)).split(counts)
+    # The forward kept the ids, or, for sparse gradients of one buffer, their (shard, row).
+    order, counts, grouped_rows = layout.group(saved[0]) if len(saved) == 1 else layout.group(None, tuple(saved))
+    if order is None:
+        values = [grad]
+    else:
+        out = None
+        if plan.sparse and plan.grad_buffer is not None and grad.device.type == "cpu":
+            out = plan.grad_buffer.take(grad.shape[0], grad.shape[1], grad.dtype, grad.device)
+        values = torch.index_select(grad, 0, order.to(grad.device), out=out).split(counts)
     for s, (rows, g, need, dev) in enumerate(zip(grouped_rows.split(counts), values, needed, devices)):
         if not need:
             grads.append(None)
@@ -124,14 +175,25 @@ class ShardedLookup(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan: Plan, ids: torch.Tensor, *shards: torch.Tensor) -> torch.Tensor:
         ctx.plan, ctx.devices = plan, [p.device for p in shards]
-        ctx.save_for_backward(ids)
-        return gather(plan, ids, shards)
+        if plan.flat is None:
+            ctx.save_for_backward(ids)
+            return gather(plan, ids, shards)
+        # One gather from the flat buffer. The backward needs the routing again: keep it
+        # (``(shard, row)`` for sparse gradients, the flat index for a dense one).
+        layout, ids = plan.layout, ids.to(plan.flat.device)
+        if plan.sparse and layout.num_shards > 1:
+            routed = layout.route(ids)
+            index = layout.flat_index(ids, routed)
+            ctx.save_for_backward(*routed)
+        else:
+            index = layout.flat_index(ids)
+            ctx.save_for_backward(index)
+        return torch.index_select(plan.flat, 0, index).to(plan.device)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        (ids,) = ctx.saved_tensors
-        return (None, None, *_shard_grads(ctx.plan, ids, grad, ctx.needs_input_grad[2:], ctx.devices))
+        return (None, None, *_shard_grads(ctx.plan, ctx.saved_tensors, grad, ctx.needs_input_grad[2:], ctx.devices))
 
 
 def clip_rows(rows: torch.Tensor, max_norm: float, norm_type: float = 2.0) -> torch.Tensor:

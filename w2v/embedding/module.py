@@ -10,6 +10,7 @@ from torch import nn
 
 from w2v.embedding.functional import (
     MAX_NORM_MODES,
+    GradBuffer,
     Plan,
     ShardedLookup,
     check_max_norm,
@@ -35,7 +36,11 @@ class ShardedEmbedding(nn.Module):
 
     On one device the shards are consecutive slices of a single buffer (re-packed after
     ``.to()``), so a lookup is one gather, as fast as ``nn.Embedding``'s. Shards on
-    several devices (``devices=``) are looked up one gather per shard.
+    several devices (``devices=``) are looked up one gather per shard. Sparse gradients
+    of several shards are one copy of the incoming gradient grouped by shard, each shard's
+    ``.grad`` holding a slice; on CPU the layer reuses that ``(ids, embedding_dim)``
+    buffer once the gradients are dropped (``zero_grad()``), so it keeps the largest
+    batch's between steps, and allocates a new one while any of them is still referenced.
 
     ``max_norm`` comes in two flavours. ``"renorm"`` (the default, as ``nn.Embedding``)
     rescales the looked-up rows of the table in place before the lookup, outside
@@ -127,6 +132,7 @@ class ShardedEmbedding(nn.Module):
         self.register_buffer("sharding", code.to(tensors[0].device))
         self.register_load_state_dict_post_hook(_repack_after_load)
         self._flat_cache = None  # (data pointers of the shards, their one-buffer view)
+        self._grad_buffer = GradBuffer()  # reused for sparse gradient values, step after step
         self._pack()  # devices= that are all the same one still get one buffer
         if _weight is None:
             self.reset_parameters(init)
@@ -248,6 +254,19 @@ class ShardedEmbedding(nn.Module):
                 part = values.index_select(0, pos.to(values.device)).to(p.device)
                 p.index_add_(0, rows.to(p.device), part, alpha=alpha)
 
+    def flat_table(self) -> Optional[torch.Tensor]:
+        """The shards as one ``(num_embeddings, embedding_dim)`` view of their shared buffer.
+
+        Rows are in shard-major order (:meth:`flat_index` maps ids to them); writing to the
+        view writes the shards. ``None`` when the shards do not share one buffer (e.g. they
+        sit on different devices). For kernels that address rows directly.
+        """
+        return self._flat()
+
+    def flat_index(self, ids: torch.Tensor) -> torch.Tensor:
+        """The row of each id in :meth:`flat_table` (the ids themselves for one shard or ``div``)."""
+        return self._layout.flat_index(ids)
+
     @property
     def weight(self) -> torch.Tensor:
         """The full table in global id order: the parameter itself for one shard, else a copy."""
@@ -276,7 +295,7 @@ class ShardedEmbedding(nn.Module):
 
     def _plan(self, device: torch.device) -> Plan:
         pad = -1 if self.padding_idx is None else self.padding_idx
-        return Plan(self._layout, self._flat(), device, pad, self.scale_grad_by_freq, self.sparse)
+        return Plan(self._layout, self._flat(), device, pad, self.scale_grad_by_freq, self.sparse, self._grad_buffer)
 
     def _shard_list(self) -> list:
         return list(self.shards._parameters.values())  # iterating a ParameterList costs ~10 us
@@ -315,15 +334,17 @@ class ShardedEmbedding(nn.Module):
 
     def _apply(self, fn, recurse=True):
         self._flat_cache = None
+        self._grad_buffer.clear()
         super()._apply(fn, recurse)
         self._pack()
         return self
 
     def __getstate__(self):
-        return {**super().__getstate__(), "_flat_cache": None}
+        return {**super().__getstate__(), "_flat_cache": None, "_grad_buffer": None}
 
     def __setstate__(self, state):  # deepcopy and pickle copy each shard apart
         super().__setstate__(state)
+        self._grad_buffer = GradBuffer()
         self._pack()
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
