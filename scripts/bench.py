@@ -8,6 +8,12 @@ evaluator (``w2v.evaluate``, whose numbers tests hold equal to gensim's;
 The clocks cover training only (not tokenizing, vocabulary building, or gensim's
 vocabulary scan).
 
+After the table comes w2v's profile: seconds per part of the work, summed over threads.
+With the CPU kernel, "batch generation" (subsampling, windows, negatives) runs on its own
+thread ahead of the kernel; the kernel's two phases are "gradients" (reading the rows,
+scores, gradients: the lookups) and "updates" (writing the rows), each as wall time
+including the wait for the slowest thread.
+
     python scripts/bench.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --epochs 1
 """
 
@@ -49,13 +55,16 @@ def run_w2v(enc, args):
     cfg = TrainConfig(
         epochs=args.epochs, window=args.window, negatives=args.negatives, sample=args.sample,
         lr=args.lr, min_lr=args.min_lr, batch_size=args.batch_size, shared_negatives=args.shared_negatives,
-        workers=args.workers, seed=args.seed, chunk_tokens=args.chunk_tokens,
+        workers=args.workers, seed=args.seed, chunk_tokens=args.chunk_tokens, kernel=args.kernel,
     )
     model = SkipGramNS(len(vocab), args.dim, device=args.device)
     model.reset_parameters(torch.Generator().manual_seed(args.seed))
     trainer = Trainer(model, enc.tokens, vocab.encode(enc.types), vocab.counts, cfg, args.device)
     result = trainer.fit()
     vectors = model.input.weight.detach().cpu().numpy()
+    profile = ", ".join(f"{part} {sec:.1f}s" for part, sec in result.profile.items())
+    step = "kernel" if trainer.fused else "torch step"
+    print(f"w2v profile ({step}, {result.seconds:.1f}s wall): {profile}", flush=True)
     return result.words / result.seconds, result.seconds, vocab.index_to_key, vectors
 
 
@@ -94,6 +103,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-tokens", type=int, default=TrainConfig.chunk_tokens)
+    p.add_argument("--kernel", default=TrainConfig.kernel, choices=["auto", "fused", "torch"], help="the CPU step")
     p.add_argument("--skip-gensim", action="store_true")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)

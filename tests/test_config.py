@@ -46,6 +46,9 @@ def test_experiment_debug_overrides():
         ("train", "device", "tpu", "train.device"),
         ("train", "batch_size", 1000, "multiple"),
         ("train", "min_lr", 1.0, "min_lr"),
+        ("train", "checkpoint_every_minutes", -1.0, "train.checkpoint_every_minutes"),
+        ("train", "checkpoint_every_words", -1, "train.checkpoint_every_words"),
+        ("train", "keep_checkpoints", -1, "train.keep_checkpoints"),
     ],
 )
 def test_invalid_values_name_the_key(section, key, value, message):
@@ -53,3 +56,13 @@ def test_invalid_values_name_the_key(section, key, value, message):
     setattr(getattr(cfg, section), key, value)
     with pytest.raises(ValueError, match=message):
         validate(cfg)
+
+
+def test_checkpoint_and_resume_keys_compose():
+    cfg = compose_cfg(["train.checkpoint_every_minutes=10", "train.checkpoint_every_words=1000000",
+                       "train.keep_checkpoints=5", "train.resume=outputs/run", "export.dir=/tmp/vectors"])
+    validate(cfg)
+    assert (cfg.train.checkpoint_every_minutes, cfg.train.checkpoint_every_words, cfg.train.keep_checkpoints) == (10, 1000000, 5)
+    assert cfg.train.resume == "outputs/run" and cfg.export.dir == "/tmp/vectors"
+    defaults = compose_cfg()
+    assert defaults.train.checkpoint_every_minutes is None and defaults.train.resume is None and defaults.export.dir is None

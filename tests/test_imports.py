@@ -15,6 +15,7 @@ LAYERS = {
     "sampling": 2,
     "batching": 2,
     "embedding": 3,
+    "kernel": 3,
     "model": 4,
     "checkpoint": 5,
     "trainer": 5,

@@ -129,3 +129,281 @@ def test_cuda_without_a_gpu_is_a_clear_error(planted, tmp_path):
     corpus, _ = planted
     r = run_cli(f"data.corpus={corpus}", "train.device=cuda", f"hydra.run.dir={tmp_path / 'o'}", cwd=tmp_path)
     assert r.returncode == 2 and "no CUDA GPU" in r.stderr
+
+
+# --- checkpoints, signals, resuming ----------------------------------------------------
+
+import signal  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from w2v.checkpoint import CheckpointFolder  # noqa: E402
+from w2v.trainer import TrainingDiverged, TrainingInterrupted  # noqa: E402
+
+
+def resumable_config(corpus, cache_dir, **train_overrides):
+    """small_config with one worker and chunks small enough to stop mid-epoch."""
+    options = dict(workers=1, chunk_tokens=8192, checkpoint_every_words=50_000)
+    return small_config(corpus, cache_dir, **{**options, **train_overrides})
+
+
+def after_checkpoint(monkeypatch, action, nth=1):
+    """Run ``action(model)`` right after the run's ``nth`` periodic checkpoint is written."""
+    real = CheckpointFolder.save
+    count = [0]
+
+    def save(self, model, *args, **kwargs):
+        path = real(self, model, *args, **kwargs)
+        count[0] += 1
+        if count[0] == nth:
+            action(model)
+        return path
+
+    monkeypatch.setattr(CheckpointFolder, "save", save)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_run_stopped_by_a_signal_resumes_to_the_same_vectors(planted, cache_dir, tmp_path, monkeypatch, sig):
+    corpus, _ = planted
+    whole = train(resumable_config(corpus, cache_dir), tmp_path / "whole")
+
+    after_checkpoint(monkeypatch, lambda model: os.kill(os.getpid(), sig), nth=2)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(resumable_config(corpus, cache_dir), tmp_path / "first")
+    monkeypatch.undo()
+    assert stopped.value.signum == sig and stopped.value.state.epoch == 1  # mid-way through epoch 2
+    assert Path(stopped.value.checkpoint).parent == tmp_path / "first" / "checkpoints"
+    assert not {"vectors.bin", "checkpoint.pt", "metrics.json"} & set(os.listdir(tmp_path / "first"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+
+    resumed = train(resumable_config(corpus, cache_dir, resume=str(tmp_path / "first")), tmp_path / "second")
+    a, b = load_checkpoint(tmp_path / "whole" / "checkpoint.pt"), load_checkpoint(tmp_path / "second" / "checkpoint.pt")
+    assert torch.equal(a["input"], b["input"]) and torch.equal(a["output"], b["output"])
+    assert resumed["epoch_losses"] == whole["epoch_losses"]
+    assert resumed["resumed_from"] == str(stopped.value.checkpoint)
+    assert b["state"]["finished"] and b["state"]["words"] == 3 * 60_000
+
+
+def test_periodic_checkpoints_keep_the_newest_k(planted, cache_dir, tmp_path):
+    corpus, _ = planted
+    train(resumable_config(corpus, cache_dir, checkpoint_every_words=10_000, keep_checkpoints=2), tmp_path)
+    names = sorted(os.listdir(tmp_path / "checkpoints"))
+    # first boundaries past 160,000 and 170,000 words: epoch 3 (from 120,000) at chunks 5 and 7 of 8,192
+    assert names == ["checkpoint-000000000160960.pt", "checkpoint-000000000177344.pt"]
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / names[-1])
+    assert ckpt["state"]["epoch"] == 2 and ckpt["config"]["train"]["keep_checkpoints"] == 2
+
+
+def test_nan_stops_the_run_and_names_the_last_good_checkpoint(planted, cache_dir, tmp_path, monkeypatch):
+    corpus, _ = planted
+
+    def poison(model):
+        with torch.no_grad():
+            model.input.shards[0][3] = float("inf")
+
+    after_checkpoint(monkeypatch, poison)
+    with pytest.raises(TrainingDiverged, match="the last good checkpoint is .*checkpoint-000000000057344.pt") as err:
+        train(resumable_config(corpus, cache_dir), tmp_path)
+    assert "lower train.lr" in str(err.value)
+    kept = os.listdir(tmp_path / "checkpoints")
+    assert kept == ["checkpoint-000000000057344.pt"]  # nothing written after the tables went bad
+    assert torch.isfinite(load_checkpoint(tmp_path / "checkpoints" / kept[0])["input"]).all()
+    assert not {"vectors.bin", "checkpoint.pt"} & set(os.listdir(tmp_path))
+
+
+def wait_for_file(folder: Path, pattern: str, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(folder.glob(pattern))
+        if found:
+            return found
+        time.sleep(0.01)
+    raise AssertionError(f"no {pattern} in {folder} (exit status {proc.poll()})")
+
+
+def test_ctrl_c_saves_exits_130_and_the_cli_resumes(planted, cache_dir, tmp_path):
+    corpus, _ = planted
+    settings = [
+        f"data.corpus={corpus}", "data.min_count=1", "model.dim=8", "train.epochs=100", "train.workers=1",
+        "train.batch_size=256", "train.shared_negatives=8",  # 4,096-pair batches diverge on 73 words
+        "train.chunk_tokens=8192", "train.progress=false", "eval.analogies=null", "eval.similarity=null",
+        "eval.every_epoch=false", "eval.projector_words=0", "export.formats=[bin]",
+    ]
+    env = dict(os.environ, W2V_CACHE_DIR=cache_dir)
+    first = tmp_path / "first"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "w2v.train", *settings, "train.checkpoint_every_words=20000", f"hydra.run.dir={first}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_file(first / "checkpoints", "checkpoint-*.pt", proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("stopped by SIGINT") and "continue with train.resume=" in last and "Traceback" not in err
+    saved = Path(last.rsplit("train.resume=", 1)[1])
+    assert saved.parent == first / "checkpoints" and load_checkpoint(saved)["state"]["words"] < 100 * 60_000
+    assert not (first / "vectors.bin").exists()
+
+    r = run_cli(*settings, f"train.resume={first}", f"hydra.run.dir={tmp_path / 'second'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from" in r.stderr and (tmp_path / "second" / "vectors.bin").is_file()
+    done = load_checkpoint(tmp_path / "second" / "checkpoint.pt")
+    assert done["state"]["finished"] and done["state"]["words"] == 100 * 60_000
+
+
+# --- the bad-input table: one line on stderr, exit status 2, no outputs --------------------
+
+
+def assert_one_line_error(r, message, out=None):
+    assert r.returncode == 2, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    if out is not None:
+        leftovers = {"vectors.bin", "vectors.txt", "vocab.txt", "checkpoint.pt", "checkpoints"}
+        assert not leftovers & set(os.listdir(out) if out.exists() else [])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.epochs=0"], "train.epochs must be a positive integer"),
+        (["model.num_shards=500", "data.min_count=1"], "is more than the 73 vocabulary rows"),
+        (["train.resume=/no/such/checkpoint.pt"], "checkpoint not found"),
+        (["train.checkpoint_every_words=-5"], "train.checkpoint_every_words must be >= 0"),
+    ],
+)
+def test_more_bad_settings(planted, tmp_path, overrides, message):
+    corpus, _ = planted
+    out = tmp_path / "out"
+    r = run_cli(f"data.corpus={corpus}", *overrides, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert_one_line_error(r, message, out)
+
+
+@pytest.fixture
+def trained_run(planted, cache_dir, tmp_path):
+    corpus, _ = planted
+    run = tmp_path / "trained"
+    train(small_config(corpus, cache_dir, epochs=1), run)
+    return run
+
+
+def damaged(kind, run, tmp_path):
+    """The train.resume value of each kind of bad checkpoint."""
+    data = (run / "checkpoint.pt").read_bytes()
+    if kind == "truncated":
+        (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 3])
+        return tmp_path / "truncated.pt"
+    if kind == "corrupt":
+        (tmp_path / "corrupt.pt").write_bytes(bytes(range(256)) * 40)
+        return tmp_path / "corrupt.pt"
+    (tmp_path / "empty_run").mkdir()
+    return tmp_path / "empty_run"
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("truncated", "truncated.pt is not a readable checkpoint"),
+        ("corrupt", "it may be truncated or corrupt"),
+        ("no_checkpoint", "no checkpoint in"),
+    ],
+)
+def test_bad_checkpoints_given_to_resume(trained_run, planted, tmp_path, kind, message):
+    corpus, _ = planted
+    out = tmp_path / "out"
+    resume = damaged(kind, trained_run, tmp_path)
+    r = run_cli(f"data.corpus={corpus}", "data.min_count=1", f"train.resume={resume}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert_one_line_error(r, message, out)
+
+
+def test_resuming_with_another_shape_names_the_setting(trained_run, planted, tmp_path):
+    corpus, _ = planted
+    out = tmp_path / "out"
+    r = run_cli(
+        f"data.corpus={corpus}", "data.min_count=1", "model.dim=50", f"train.resume={trained_run}", f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
+    assert_one_line_error(r, "set model.dim=24 or start without train.resume", out)
+    r = run_cli(f"data.corpus={corpus}", "model.dim=24", f"train.resume={trained_run}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert_one_line_error(r, "set data.min_count=1", out)
+
+
+def test_a_binary_corpus_is_one_line(tmp_path):
+    (tmp_path / "blob.bin").write_bytes(bytes(range(128, 256)) * 100)  # no valid UTF-8 at all
+    out = tmp_path / "out"
+    r = run_cli(f"data.corpus={tmp_path / 'blob.bin'}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert_one_line_error(r, "12,800 bytes were not valid UTF-8: is it a binary file?", out)
+
+
+def test_invalid_utf8_is_a_warning_and_training_goes_on(planted, tmp_path):
+    corpus, _ = planted
+    corpus.write_bytes(corpus.read_bytes() + b"\n\xff\xfe\xc3 broken \x80 bytes\n")
+    out = tmp_path / "out"
+    r = run_cli(
+        f"data.corpus={corpus}", "data.min_count=1", "model.dim=8", "train.epochs=1", "train.progress=false",
+        "eval.analogies=null", "eval.similarity=null", f"hydra.run.dir={out}", cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "warning: 4 bytes of the corpus were not valid UTF-8" in r.stderr and (out / "vectors.bin").is_file()
+
+
+def test_an_unwritable_export_folder_is_one_line(planted, tmp_path):
+    corpus, _ = planted
+    (tmp_path / "a_file").write_text("not a folder\n")
+    out = tmp_path / "out"
+    r = run_cli(f"data.corpus={corpus}", f"export.dir={tmp_path / 'a_file' / 'vectors'}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert_one_line_error(r, "is not writable", out)
+    assert "export.dir=" in r.stderr
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_export_folder_is_one_line(planted, tmp_path):
+    corpus, _ = planted
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        r = run_cli(f"data.corpus={corpus}", f"export.dir={locked}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    finally:
+        locked.chmod(0o755)
+    assert_one_line_error(r, "is not writable", tmp_path / "out")
+
+
+def test_exported_vectors_go_to_export_dir(planted, cache_dir, tmp_path):
+    corpus, _ = planted
+    cfg = small_config(corpus, cache_dir, epochs=1)
+    cfg.export.dir = str(tmp_path / "vectors")
+    train(cfg, tmp_path / "run")
+    assert {"vectors.bin", "vectors.txt"} <= set(os.listdir(tmp_path / "vectors"))
+    assert "vectors.bin" not in os.listdir(tmp_path / "run") and (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_a_diverging_run_is_one_error_line_and_exit_2(planted, tmp_path):
+    corpus, _ = planted
+    r = run_cli(
+        f"data.corpus={corpus}", "data.min_count=1", "train.lr=1e30", "train.min_lr=0", "train.progress=false",
+        "eval.analogies=null", "eval.similarity=null", "eval.every_epoch=false", f"hydra.run.dir={tmp_path / 'out'}",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the loss became") and "lower train.lr" in last
+    assert not (tmp_path / "out" / "vectors.bin").exists()
+
+
+@pytest.mark.parametrize("program", ["w2v.query", "w2v.evaluate"])
+def test_truncated_vectors_are_one_line(trained_run, tmp_path, program):
+    data = (trained_run / "vectors.bin").read_bytes()
+    (tmp_path / "cut.bin").write_bytes(data[: len(data) // 2])
+    args = ["--word", "waaaa"] if program == "w2v.query" else ["--analogies", str(ROOT / "data" / "questions-words.txt")]
+    env = dict(os.environ)
+    r = subprocess.run(
+        [sys.executable, "-m", program, str(tmp_path / "cut.bin"), *args], capture_output=True, text=True, cwd=tmp_path,
+        env=env, timeout=120,
+    )
+    assert_one_line_error(r, "the file is truncated")

@@ -58,3 +58,97 @@ def test_sharded_training_equals_one_shard(planted):
 def test_learning_rate_decays_linearly_to_the_floor():
     lrs = [learning_rate(p, 1000, 0.025, 0.0001) for p in (0, 250, 500, 1000, 2000)]
     assert np.allclose(lrs, [0.025, 0.025 - 0.0249 / 4, 0.025 - 0.0249 / 2, 0.0001, 0.0001])
+
+
+# --- checkpoints and resuming ----------------------------------------------------------
+
+import pytest  # noqa: E402
+
+from w2v.trainer import TrainingDiverged, TrainingInterrupted, TrainState  # noqa: E402
+
+
+def make_trainer(path, seed=3, **overrides):
+    enc = load_corpus(str(path), Tokenizer(r"\w+"), cache=False)
+    vocab = Vocab.from_counts(zip(enc.types, enc.counts.tolist()), min_count=1)
+    options = dict(epochs=2, batch_size=256, shared_negatives=8, workers=1, seed=seed, lr=0.05, chunk_tokens=8192)
+    cfg = TrainConfig(**{**options, **overrides})
+    model = SkipGramNS(len(vocab), 24)
+    model.reset_parameters(torch.Generator().manual_seed(seed))
+    return Trainer(model, enc.tokens, vocab.encode(enc.types), vocab.counts, cfg, "cpu"), model
+
+
+def tables(model):
+    return model.input.weight.detach().clone(), model.output.weight.detach().clone()
+
+
+@pytest.mark.parametrize("kernel, workers", [("auto", 1), ("auto", 2), ("torch", 1)])
+def test_interrupted_then_resumed_equals_uninterrupted(planted, kernel, workers):
+    path, _ = planted
+    if workers > 1 and not make_trainer(path)[0].fused:
+        pytest.skip("several torch workers are hogwild, not bitwise reproducible")
+    whole, whole_model = make_trainer(path, kernel=kernel, workers=workers)
+    expected = whole.fit()
+
+    first, model = make_trainer(path, kernel=kernel, workers=workers, checkpoint_every_words=50_000)
+    saved = []
+
+    def checkpoint(state):  # what a checkpoint file holds: the state and both tables
+        saved.append((state.to_dict(), tables(model)))
+        if len(saved) == 2:
+            first.request_stop()
+
+    with pytest.raises(TrainingInterrupted):
+        first.fit(checkpoint=checkpoint)
+    state, (input_table, output_table) = saved[-1]
+    assert state["epoch"] == 1 and 0 < state["chunks_done"] < len(first.chunks)  # mid-epoch, one epoch done
+
+    second, resumed = make_trainer(path, kernel=kernel, workers=workers)
+    with torch.no_grad():  # a fresh model: the tables come from the checkpoint
+        resumed.input.weight.copy_(input_table)
+        resumed.output.weight.copy_(output_table)
+    result = second.fit(start=TrainState.from_dict(state))
+    assert torch.equal(resumed.input.weight, whole_model.input.weight)
+    assert torch.equal(resumed.output.weight, whole_model.output.weight)
+    assert result.epoch_losses == expected.epoch_losses
+    assert result.words == whole.num_tokens * 2 - state["words"]
+
+
+def test_words_checkpoints_fall_on_the_same_boundaries_for_any_worker_count(planted):
+    path, _ = planted
+    positions = []
+    for workers in (1, 2):
+        trainer, _ = make_trainer(path, kernel="torch", workers=workers, checkpoint_every_words=25_000)
+        found = []
+        trainer.fit(checkpoint=lambda state: found.append((state.epoch, state.chunks_done, state.words)))
+        positions.append(found)
+    assert positions[0] == positions[1]
+    words = [w for _, _, w in positions[0]]
+    # the first chunk boundary past each multiple of 25,000 words (60,000 a epoch, chunks of 8,192)
+    assert words == [32768, 57344, 60000 + 2 * 8192, 60000 + 5 * 8192] and positions[0][2][:2] == (1, 2)
+
+
+def test_minutes_checkpoints_and_none_when_off(planted):
+    path, _ = planted
+    trainer, _ = make_trainer(path, epochs=1, checkpoint_every_minutes=1e-9)
+    found = []
+    trainer.fit(checkpoint=lambda state: found.append(state.chunks_done))
+    assert found == list(range(1, len(trainer.chunks)))  # every boundary but the end
+    trainer, _ = make_trainer(path, epochs=1, checkpoint_every_minutes=0, checkpoint_every_words=None)
+    trainer.fit(checkpoint=lambda state: found.append("unexpected"))
+    assert "unexpected" not in found
+
+
+@pytest.mark.parametrize("kernel", ["auto", "torch"])
+def test_nan_stops_training_and_never_reaches_a_checkpoint(planted, kernel):
+    path, _ = planted
+    trainer, model = make_trainer(path, kernel=kernel, checkpoint_every_words=20_000)
+    saved = []
+
+    def checkpoint(state):
+        saved.append(tables(model))
+        with torch.no_grad():  # the run goes bad right after its first checkpoint
+            model.input.weight[1:5] = float("nan")
+
+    with pytest.raises(TrainingDiverged, match="lower train.lr"):
+        trainer.fit(checkpoint=checkpoint)
+    assert len(saved) == 1 and all(torch.isfinite(t).all() for t in saved[0])

@@ -51,12 +51,23 @@ class TrainConfig:
     # centers (see w2v.batching), which is what keeps quality while turning the negative
     # scores into small matrix products. 1 gives every pair its own negatives.
     shared_negatives: int = 32
-    workers: int = 0  # CPU threads updating the shared tables (hogwild); 0: one per core
+    workers: int = 0  # CPU threads; 0: one per core
+    # The CPU step: "auto" runs the compiled kernel (w2v.kernel; bitwise deterministic for
+    # any thread count) when it builds, else the torch step; "fused" insists on the kernel;
+    # "torch" runs the torch step on `workers` Hogwild threads (not bitwise reproducible
+    # beyond one worker).
+    kernel: str = "auto"
     chunk_tokens: int = 65536  # tokens per unit of work handed to a worker
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     seed: int = 0
     log_every: int = 50  # steps between loss measurements and TensorBoard points
     progress: bool = True  # tqdm bar
+    # Periodic checkpoints, taken at chunk boundaries into the run's checkpoints/ folder
+    # (0 or None: off). SIGINT and SIGTERM always save one before the run stops.
+    checkpoint_every_minutes: Optional[float] = None
+    checkpoint_every_words: Optional[int] = None  # corpus words, counted over all epochs
+    keep_checkpoints: int = 3  # newest periodic checkpoints kept; 0 keeps them all
+    resume: Optional[str] = None  # a checkpoint file, or a run folder (its latest checkpoint)
 
 
 @dataclass
@@ -65,6 +76,7 @@ class ExportConfig:
 
     formats: List[str] = field(default_factory=lambda: ["bin", "txt"])
     checkpoint: bool = True
+    dir: Optional[str] = None  # where the vectors go; None: the run folder
 
 
 @dataclass
@@ -92,6 +104,7 @@ class Config:
 
 
 EXPORT_FORMATS = ("bin", "txt", "npy", "pt")
+KERNELS = ("auto", "fused", "torch")
 
 
 def validate(cfg) -> None:
@@ -126,6 +139,14 @@ def validate(cfg) -> None:
         raise ValueError(f"train.min_lr must be in [0, train.lr={cfg.train.lr}], got {cfg.train.min_lr}")
     if cfg.train.sample < 0:
         raise ValueError(f"train.sample must be >= 0 (0 disables subsampling), got {cfg.train.sample}")
+    if cfg.train.kernel not in KERNELS:
+        raise ValueError(f"unknown train.kernel {cfg.train.kernel!r}; use one of {KERNELS}")
+    for key in ("checkpoint_every_minutes", "checkpoint_every_words"):
+        value = getattr(cfg.train, key)
+        if value is not None and value < 0:
+            raise ValueError(f"train.{key} must be >= 0 (0 or null: off), got {value}")
+    if cfg.train.keep_checkpoints < 0:
+        raise ValueError(f"train.keep_checkpoints must be >= 0 (0 keeps all), got {cfg.train.keep_checkpoints}")
     if cfg.train.workers < 0:
         raise ValueError(f"train.workers must be >= 0 (0: one per core), got {cfg.train.workers}")
     if cfg.train.batch_size % cfg.train.shared_negatives:

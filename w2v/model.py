@@ -13,16 +13,22 @@ Two forms of the same objective:
   what training runs: no autograd graph, no optimizer state, preallocated buffers, and
   one ``index_add_`` per table. Negatives are shared by groups of ``G`` pairs, so their
   scores are a batched matrix product ``(G, D) @ (D, K)`` instead of ``G * K`` dot products.
+* :class:`FusedSGNS` is the same update in a compiled CPU kernel (:mod:`w2v.kernel`) over
+  a whole chunk of batches at once: no gathered copies, one call per chunk, and a parallel
+  schedule whose result does not depend on the thread count (bitwise deterministic).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernel
 from .embedding import ShardedEmbedding
 
 
@@ -168,3 +174,70 @@ class SGNSStep:
         self.model.input.index_add_(inputs, dx)
         self.model.output.index_add_(ids, grad)
         return loss
+
+
+class FusedSGNS:
+    """:class:`SGNSStep`'s update over many batches in one call of the CPU kernel.
+
+    Within a batch every score comes from the weights before the batch and the updates
+    are summed, as in :class:`SGNSStep` (equal up to float rounding); batches follow one
+    another. The kernel splits each batch among ``threads`` threads and lets each row be
+    written by one thread in pair order, so the tables end bitwise the same for any
+    thread count and any run.
+
+    Use :meth:`unsupported` first: the kernel needs float32 tables whose shards share one
+    contiguous CPU buffer (the layer's default layout) and a working C compiler.
+
+    Args:
+        model: the tables to update.
+        group: pairs sharing one negative set.
+        threads: threads the kernel runs on.
+    """
+
+    def __init__(self, model: SkipGramNS, group: int, threads: int) -> None:
+        why = self.unsupported(model)
+        if why:
+            raise RuntimeError(f"the fused CPU step cannot run: {why}")
+        self.model, self.group, self.threads = model, group, threads
+        self.phase_seconds = np.zeros(len(kernel.PHASES))  # wall time per kernel phase (kernel.PHASES), summed
+
+    @staticmethod
+    def unsupported(model: SkipGramNS) -> Optional[str]:
+        """Why the kernel cannot train ``model``; ``None`` when it can."""
+        for layer in (model.input, model.output):
+            flat = layer.flat_table()
+            if flat is None:
+                return "the shards do not share one buffer"
+            if flat.device.type != "cpu" or flat.dtype != torch.float32:
+                return f"the tables are {flat.dtype} on {flat.device}, the kernel takes float32 on the CPU"
+        return kernel.unavailable()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        negatives: torch.Tensor,
+        batch_size: int,
+        lrs: Sequence[float],
+        measure: Sequence[bool],
+    ) -> np.ndarray:
+        """Train on consecutive batches of ``batch_size`` pairs.
+
+        Args:
+            inputs, targets: context and center ids, ``(P,)``, ``P`` a multiple of the group.
+            negatives: ``(P // G, K)`` ids, one row per group.
+            batch_size: pairs per batch (a multiple of the group); the last may be shorter.
+            lrs, measure: per batch, its learning rate and whether to compute its loss.
+
+        Returns:
+            the summed loss of each batch, ``nan`` where not measured.
+        """
+        win, wout = self.model.input.flat_table(), self.model.output.flat_table()
+        rows_in = self.model.input.flat_index(inputs.long()).contiguous()
+        rows_out = self.model.output.flat_index(targets.long()).contiguous()
+        rows_neg = self.model.output.flat_index(negatives.long()).contiguous()
+        return kernel.sgns_train(
+            win, wout, rows_in, rows_out, rows_neg, self.group, batch_size, lrs, measure, self.threads,
+            self.phase_seconds,
+        )

@@ -3,13 +3,22 @@
 The only module that knows Hydra. :func:`train` is a plain function of a config (a
 :class:`~w2v.config.Config` or the ``DictConfig`` Hydra composes) and an output folder,
 returning the run's metrics, so tests and notebooks call it without a command line.
+
+While training, SIGINT (Ctrl-C) and SIGTERM stop the run at the next chunk boundary
+after saving a checkpoint (:class:`~w2v.trainer.TrainingInterrupted`); the command line
+then exits with 130 or 143. A second signal aborts at once. ``train.resume`` continues
+from a checkpoint file or a run folder, exactly where it stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -17,11 +26,11 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from .checkpoint import save_checkpoint
+from .checkpoint import FINAL, FOLDER, CheckpointFolder, check_resumable, load_checkpoint, restore_tables, save_checkpoint
 from .config import parse_device, register_configs, validate
 from .corpus import Tokenizer, load_corpus, resolve_corpus
 from .model import SkipGramNS
-from .trainer import Trainer, TrainingDiverged
+from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
 from .vocab import Vocab
 
 
@@ -62,15 +71,54 @@ def _data_file(path: Optional[str]) -> Optional[Path]:
         raise FileNotFoundError(f"evaluation file not found: {path}; fix the eval.* path or set it to null")
 
 
+def _writable(folder: Path, key: str) -> Path:
+    """Create ``folder`` if needed and check that files can be written in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ValueError(f"{key}={folder} is not writable ({e.strerror or e}); choose a folder you can write to") from None
+    return folder
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer):
+    """SIGINT and SIGTERM ask ``trainer`` to checkpoint and stop at the next chunk boundary.
+
+    The first signal puts the previous handlers back, so a second one aborts at once
+    (Ctrl-C: ``KeyboardInterrupt``). Outside the main thread nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame) -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        trainer.request_stop(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 class _Monitor:
     """tqdm bar and TensorBoard scalars fed by the trainer's progress callback."""
 
-    def __init__(self, total_words: int, epoch_words: int, writer, show: bool) -> None:
+    def __init__(self, total_words: int, epoch_words: int, writer, show: bool, start: int = 0) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total_words, unit="w", unit_scale=True, dynamic_ncols=True, disable=not show, mininterval=0.5)
+        self.bar = tqdm(
+            total=total_words, initial=start, unit="w", unit_scale=True, dynamic_ncols=True, disable=not show, mininterval=0.5
+        )
         self.writer, self.epoch_words = writer, epoch_words
-        self.last = (time.perf_counter(), 0)
+        self.last = (time.perf_counter(), start)
 
     def for_epoch(self, epoch: int):
         base = epoch * self.epoch_words
@@ -90,6 +138,10 @@ class _Monitor:
 
         return report
 
+    def note(self, text: str) -> None:
+        """A line on stderr that does not break the bar."""
+        self.bar.write(text, file=sys.stderr)
+
     def close(self) -> None:
         self.bar.close()
 
@@ -97,11 +149,19 @@ class _Monitor:
 def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     """Run the whole pipeline and write the outputs into ``output_dir``.
 
-    Writes ``vocab.txt``, ``vectors.bin``/``vectors.txt`` (per ``export.formats``),
-    ``checkpoint.pt``, ``metrics.json`` and TensorBoard events under ``tb/``.
+    Writes ``vocab.txt``, ``vectors.bin``/``vectors.txt`` (per ``export.formats``, into
+    ``export.dir`` if set), ``checkpoint.pt``, ``metrics.json``, TensorBoard events under
+    ``tb/`` and, when ``train.checkpoint_every_*`` asks or a signal stops the run,
+    ``checkpoints/checkpoint-W.pt``.
 
     Returns:
         metrics: words/s, final loss, evaluation scores, vocabulary size...
+
+    Raises:
+        ValueError, FileNotFoundError: a user mistake; the message names the fix.
+        TrainingDiverged: the loss became NaN or infinite (the message names the last good
+            checkpoint).
+        TrainingInterrupted: SIGINT or SIGTERM; its ``checkpoint`` attribute is the file saved.
     """
     from .evaluate import evaluate_word_analogies, evaluate_word_pairs
     from .vectors import WordVectors
@@ -110,8 +170,14 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     logging.getLogger("w2v.evaluate").setLevel(logging.WARNING)  # the run prints its own summary
     device = resolve_device(cfg.train.device)
     analogies, similarity = _data_file(cfg.eval.analogies), _data_file(cfg.eval.similarity)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _writable(Path(output_dir), "hydra.run.dir")
+    export_dir = _writable(Path(cfg.export.dir), "export.dir") if cfg.export.dir else out
+    config = _plain(cfg)
+    ckpt = None
+    if cfg.train.resume:  # before the corpus: a bad checkpoint fails fast
+        ckpt = load_checkpoint(cfg.train.resume)
+        for change in check_resumable(ckpt, config):
+            print(f"warning: resuming with {change}; the result will differ from an uninterrupted run", file=sys.stderr)
     torch.manual_seed(cfg.train.seed)
 
     tokenizer = Tokenizer(cfg.data.token_pattern, cfg.data.lowercase)
@@ -119,7 +185,10 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     corpus = load_corpus(cfg.data.corpus, tokenizer, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
     if corpus.bad_bytes:
         print(f"warning: {corpus.bad_bytes} bytes of the corpus were not valid UTF-8 and were read as U+FFFD", file=sys.stderr)
-    vocab = Vocab.from_counts(zip(corpus.types, corpus.counts.tolist()), cfg.data.min_count, cfg.data.max_vocab_size)
+    if ckpt is not None:  # the vocabulary comes from the checkpoint
+        vocab = Vocab(ckpt["words"], ckpt["counts"].tolist())
+    else:
+        vocab = Vocab.from_counts(zip(corpus.types, corpus.counts.tolist()), cfg.data.min_count, cfg.data.max_vocab_size)
     if cfg.model.num_shards > len(vocab):
         raise ValueError(
             f"model.num_shards={cfg.model.num_shards} is more than the {len(vocab)} vocabulary rows; "
@@ -133,15 +202,33 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     )
 
     model = SkipGramNS(len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device)
-    model.reset_parameters(torch.Generator().manual_seed(cfg.train.seed))
     trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, device)
+    start: Optional[TrainState] = None
+    resumed_from = None
+    if ckpt is not None:
+        start = TrainState.from_dict(ckpt["state"])
+        trainer.check_start(start)
+        restore_tables(model, ckpt)
+        resumed_from = ckpt["path"]
+        print(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", file=sys.stderr)
+        del ckpt  # the tables are in the model now
+    else:
+        model.reset_parameters(torch.Generator().manual_seed(cfg.train.seed))
 
     from torch.utils.tensorboard import SummaryWriter
 
     vocab.save(out / "vocab.txt")
     writer = SummaryWriter(str(out / "tb"))
-    monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress)
+    monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress, start.words if start else 0)
     metrics: Dict[str, Any] = {"vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device)}
+    if resumed_from:
+        metrics["resumed_from"] = resumed_from
+    checkpoints = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints)
+    saved: list = []
+
+    def save(state: TrainState) -> None:
+        saved.append(checkpoints.save(model, vocab, config, state.to_dict()))
+        monitor.note(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)")
 
     def vectors() -> WordVectors:
         return WordVectors(vocab.index_to_key, model.input.weight.detach().cpu().numpy())
@@ -196,9 +283,19 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         )
 
     try:
-        result = trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch)
-    finally:
+        with _stop_on_signals(trainer):
+            result = trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=save, start=start)
+    except BaseException as e:
         monitor.close()
+        writer.close()
+        if isinstance(e, TrainingInterrupted):
+            e.checkpoint = saved[-1]
+        if isinstance(e, TrainingDiverged):
+            last = saved[-1] if saved else resumed_from
+            hint = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+            raise TrainingDiverged(f"{e}; {hint}") from None
+        raise
+    monitor.close()
 
     wv = vectors()
     final_step = cfg.train.epochs * len(corpus)
@@ -215,12 +312,11 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
 
     for fmt in cfg.export.formats:
         if fmt in ("bin", "txt"):
-            wv.save_word2vec_format(out / f"vectors.{fmt}", binary=fmt == "bin")
+            wv.save_word2vec_format(export_dir / f"vectors.{fmt}", binary=fmt == "bin")
         else:
-            wv.save(out / f"vectors.{fmt}")
+            wv.save(export_dir / f"vectors.{fmt}")
     if cfg.export.checkpoint:
-        state = {"epoch": cfg.train.epochs, "words": result.words, "finished": True}
-        save_checkpoint(out / "checkpoint.pt", model, vocab, _plain(cfg), state)
+        save_checkpoint(out / FINAL, model, vocab, config, trainer.state.to_dict())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     print(
@@ -236,6 +332,14 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, TrainingDiverged)
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside training (while tokenizing, exporting...): unwind, cleaning up."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated()
+
+
 def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -244,14 +348,26 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
     def run(cfg) -> Optional[float]:
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             metrics = train(cfg, HydraConfig.get().runtime.output_dir)
         except USER_ERRORS as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
             sys.exit(2)
+        except TrainingInterrupted as e:
+            by = signal.Signals(e.signum).name if e.signum else "request"
+            print(
+                f"stopped by {by} at epoch {e.state.epoch + 1}, {e.state.words:,} words; "
+                f"checkpoint saved to {e.checkpoint}; continue with train.resume={e.checkpoint}",
+                file=sys.stderr,
+            )
+            sys.exit(128 + e.signum)
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             sys.exit(130)
+        except _Terminated:
+            print("error: terminated", file=sys.stderr)
+            sys.exit(128 + signal.SIGTERM)
         return metrics.get("analogy")  # what a sweeper would optimise
 
     run()

@@ -7,26 +7,41 @@ from a generator seeded by ``(seed, epoch, chunk)``, and the learning rate of a 
 is a pure function of its position in the corpus, so a run does not depend on which
 worker took which chunk; with one worker it is bitwise reproducible.
 
-On CPU, several worker threads update the shared tables without locks (Hogwild!, Recht
+On CPU the step is by default the compiled kernel (:class:`~w2v.model.FusedSGNS`): one
+call per chunk, run by ``workers`` threads inside the kernel, while a Python thread draws
+the next chunk's pairs. Chunks are applied in corpus order and the kernel's result does
+not depend on its thread count, so a CPU run is bitwise reproducible.
+
+With ``kernel=torch`` (or when the kernel cannot be built) several worker threads run
+:class:`~w2v.model.SGNSStep` and update the shared tables without locks (Hogwild!, Recht
 et al. 2011, as word2vec.c and gensim do). Each runs single-threaded torch ops, which
 release the GIL; on 2 cores this beat torch's own OpenMP threads, which also collapse
 when another process is busy on a core. On a GPU one worker feeds the device.
+
+Checkpoints are taken at chunk boundaries: when one is due (``checkpoint_every_words``,
+``checkpoint_every_minutes``, or a stop asked for by :meth:`Trainer.request_stop`), workers
+stop taking chunks, the chunks in flight finish, and the checkpoint callback gets a
+:class:`TrainState`. Chunks are handed out in order, so the finished ones are always the
+first ``chunks_done`` of the epoch; with the tables, that position is all a resumed run
+needs to continue exactly where this one stopped.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
 
 from .batching import batches, subsample, window_pairs
-from .model import SGNSStep, SkipGramNS
+from .kernel import PHASES
+from .model import FusedSGNS, SGNSStep, SkipGramNS
 from .sampling import NoiseSampler, keep_probabilities
 
 
@@ -50,6 +65,58 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped at a chunk boundary because :meth:`Trainer.request_stop` was called.
+
+    Attributes:
+        signum: the signal that asked for the stop (``signal.SIGINT``...), or 0.
+        state: where training stopped (already given to the checkpoint callback).
+    """
+
+    def __init__(self, signum: int, state: "TrainState") -> None:
+        super().__init__(f"training stopped by signal {signum} after {state.words:,} words")
+        self.signum, self.state = signum, state
+
+
+@dataclass
+class TrainState:
+    """Where training stands at a chunk boundary: with the two tables, all that resuming needs.
+
+    No RNG state: every draw of a chunk comes from a generator seeded by ``(seed, epoch,
+    chunk)`` and the learning rate is a function of the corpus position.
+    """
+
+    epoch: int = 0  # the epoch under way (== epochs when training is done)
+    chunks_done: int = 0  # chunks 0..chunks_done-1 of ``epoch`` are finished, the rest are not
+    words: int = 0  # corpus position: epoch * corpus_tokens + words of the finished chunks
+    corpus_tokens: int = 0  # what the position refers to; a resumed run must match
+    chunk_tokens: int = 0
+    epoch_pairs: int = 0  # the epoch's progress so far, so its loss comes out whole
+    epoch_loss_sum: float = 0.0
+    epoch_loss_pairs: int = 0
+    epoch_losses: List[float] = field(default_factory=list)  # mean loss of each finished epoch
+    finished: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainState":
+        """The state saved by :meth:`to_dict` (unknown keys are ignored).
+
+        Raises:
+            ValueError: a key is missing.
+        """
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise ValueError(
+                f"the checkpoint's training state lacks {', '.join(missing)}: it was written by an older w2v "
+                "and cannot be resumed; start without train.resume"
+            )
+        return cls(**{n: values[n] for n in names})
+
+
 @dataclass
 class WorkerStats:
     words: int = 0  # raw corpus tokens done (before subsampling), this epoch
@@ -57,6 +124,10 @@ class WorkerStats:
     loss_sum: float = 0.0  # summed loss over the measured batches
     loss_pairs: int = 0
     lr: float = 0.0
+    profile: Dict[str, float] = field(default_factory=dict)  # seconds by part of the work
+
+    def spent(self, part: str, seconds: float) -> None:
+        self.profile[part] = self.profile.get(part, 0.0) + seconds
 
 
 @dataclass
@@ -66,6 +137,10 @@ class FitResult:
     seconds: float = 0.0
     loss: float = float("nan")  # mean per-pair loss of the last epoch's measured batches
     epoch_losses: List[float] = field(default_factory=list)
+    # Seconds by part of the work, summed over threads: "batch generation" (subsampling,
+    # windows, negatives), then the step's parts ("gradients" and "updates" for the
+    # kernel, see w2v.kernel.PHASES; "step" for the torch step).
+    profile: Dict[str, float] = field(default_factory=dict)
 
     @property
     def words_per_sec(self) -> float:
@@ -94,6 +169,7 @@ class Trainer:
         self.noise = NoiseSampler(counts, cfg.ns_exponent, device=self.device)
         self.total_words = self.num_tokens * cfg.epochs
         self.chunks = [(a, min(a + cfg.chunk_tokens, self.num_tokens)) for a in range(0, self.num_tokens, cfg.chunk_tokens)]
+        self.fused = False
         if self.device.type == "cuda":
             self.num_workers = 1
             # The whole stream lives on the device: no host copies inside the loop.
@@ -101,7 +177,55 @@ class Trainer:
         else:
             self.num_workers = cfg.workers or os.cpu_count() or 1
             self.device_tokens = None
+            kernel = getattr(cfg, "kernel", "auto")
+            if kernel != "torch":
+                why = FusedSGNS.unsupported(model)
+                if why and kernel == "fused":
+                    raise ValueError(f"train.kernel=fused, but {why}; use train.kernel=auto or torch")
+                self.fused = why is None
+        if self.device.type == "cuda" and getattr(cfg, "kernel", "auto") == "fused":
+            raise ValueError("train.kernel=fused is a CPU kernel; use train.kernel=auto on a GPU")
         self.global_step = 0
+        self.state = self._fresh_state()
+        self._save: Optional[Callable[[TrainState], None]] = None
+        self._stop_signal: Optional[int] = None
+        self._last_checkpoint = (time.monotonic(), 0)  # (clock, corpus position)
+
+    def _fresh_state(self, epoch: int = 0, losses: Optional[List[float]] = None) -> TrainState:
+        return TrainState(
+            epoch=epoch,
+            words=epoch * self.num_tokens,
+            corpus_tokens=self.num_tokens,
+            chunk_tokens=self.cfg.chunk_tokens,
+            epoch_losses=list(losses or []),
+            finished=epoch >= self.cfg.epochs,
+        )
+
+    def check_start(self, state: TrainState) -> None:
+        """Raise ``ValueError`` naming the fix if ``state`` is not a position in this corpus."""
+        if state.corpus_tokens != self.num_tokens:
+            raise ValueError(
+                f"train.resume: the checkpoint was taken on a corpus of {state.corpus_tokens:,} tokens but "
+                f"data.corpus has {self.num_tokens:,}; resume with the data.corpus of the checkpoint's run"
+            )
+        if state.chunk_tokens != self.cfg.chunk_tokens:
+            raise ValueError(
+                f"train.resume: the checkpoint counts chunks of {state.chunk_tokens} tokens; "
+                f"set train.chunk_tokens={state.chunk_tokens}"
+            )
+        if state.epoch < 0 or not 0 <= state.chunks_done < len(self.chunks):
+            raise ValueError(
+                f"train.resume: the checkpoint's position (epoch {state.epoch}, chunk {state.chunks_done}) "
+                "is not in this corpus; resume with the data.corpus of the checkpoint's run"
+            )
+
+    def request_stop(self, signum: int = 0) -> None:
+        """Stop at the next chunk boundary: checkpoint, then raise :class:`TrainingInterrupted`.
+
+        Safe to call from a signal handler: it only sets a flag that is read before the
+        next chunk is handed out.
+        """
+        self._stop_signal = signum
 
     # -- one chunk -------------------------------------------------------------------
     def _chunk_ids(self, a: int, b: int) -> torch.Tensor:
@@ -111,41 +235,113 @@ class Trainer:
             ranks = torch.from_numpy(np.asarray(self.tokens[a:b], dtype=np.int64))
         return self.rank_to_id[ranks]
 
-    def _run_chunk(self, epoch: int, index: int, step: SGNSStep, gen: torch.Generator, stats: WorkerStats) -> None:
+    def _chunk_pairs(self, epoch: int, index: int, gen: torch.Generator):
+        """The chunk's pairs and negatives: ``(centers, contexts, noise)``, seeded by the chunk."""
         cfg = self.cfg
         a, b = self.chunks[index]
         gen.manual_seed(chunk_seed(cfg.seed, epoch, index))
         kept = subsample(self._chunk_ids(a, b), self.keep_prob, gen)
         centers, contexts = window_pairs(kept, cfg.window, gen)
-        total_pairs = max(centers.numel(), 1)
-        group = cfg.shared_negatives
-        start = epoch * self.num_tokens + a
         # One draw for the whole chunk: the groups of batch j are rows [j*M, j*M + M).
-        noise = self.noise.sample((total_pairs // group + 1, cfg.negatives), gen)
+        noise = self.noise.sample((max(centers.numel(), 1) // cfg.shared_negatives + 1, cfg.negatives), gen)
+        return centers, contexts, noise
+
+    def _batch_lr(self, epoch: int, index: int, j: int, total_pairs: int) -> float:
+        """The learning rate of batch ``j``: a function of its position in the corpus."""
+        a, b = self.chunks[index]
+        done = j * self.cfg.batch_size / max(total_pairs, 1)
+        return learning_rate(epoch * self.num_tokens + a + done * (b - a), self.total_words, self.cfg.lr, self.cfg.min_lr)
+
+    def _run_chunk(self, epoch: int, index: int, step: SGNSStep, gen: torch.Generator, stats: WorkerStats) -> None:
+        cfg = self.cfg
+        a, b = self.chunks[index]
+        began = time.perf_counter()
+        centers, contexts, noise = self._chunk_pairs(epoch, index, gen)
+        drawn = time.perf_counter()
+        stats.spent("batch generation", drawn - began)
+        group = cfg.shared_negatives
         per_batch = cfg.batch_size // group
+        chunk_loss = 0.0
         for j, (c, x) in enumerate(batches(centers, contexts, cfg.batch_size, group)):
-            done = j * cfg.batch_size / total_pairs
-            lr = learning_rate(start + done * (b - a), self.total_words, cfg.lr, cfg.min_lr)
+            lr = self._batch_lr(epoch, index, j, centers.numel())
             negs = noise[j * per_batch : j * per_batch + c.numel() // group]
             measure = j % cfg.log_every == 0
             loss = step(x, c, negs, lr, with_loss=measure)
             if measure:
-                stats.loss_sum += float(loss)
+                chunk_loss += float(loss)
                 stats.loss_pairs += c.numel()
             stats.pairs += c.numel()
             stats.lr = lr
+        if not math.isfinite(chunk_loss):  # the first batch of a chunk is always measured
+            raise TrainingDiverged(
+                f"the loss became {chunk_loss} in epoch {epoch + 1}; lower train.lr "
+                f"(now {cfg.lr}) or train.batch_size (now {cfg.batch_size})"
+            )
+        stats.loss_sum += chunk_loss
         stats.words += b - a
 
-    # -- one epoch -------------------------------------------------------------------
-    def run_epoch(self, epoch: int, progress=None) -> FitResult:
-        """Train one pass over the corpus; ``progress`` is called with ``(words, stats)``."""
+    def _run_fused_chunk(self, epoch: int, index: int, pairs, step: FusedSGNS, stats: WorkerStats) -> None:
+        """:meth:`_run_chunk` with the kernel: every batch of the chunk in one call."""
         cfg = self.cfg
-        todo = list(range(len(self.chunks)))
-        todo.reverse()
+        a, b = self.chunks[index]
+        centers, contexts, noise = pairs
+        total = centers.numel()
+        usable = total - total % cfg.shared_negatives  # as `batches` drops the last partial group
+        if usable:
+            nb = -(-usable // cfg.batch_size)
+            lrs = [self._batch_lr(epoch, index, j, total) for j in range(nb)]
+            measure = [j % cfg.log_every == 0 for j in range(nb)]
+            before = step.phase_seconds.copy()
+            losses = step(contexts[:usable], centers[:usable], noise[: usable // cfg.shared_negatives], cfg.batch_size, lrs, measure)
+            for part, seconds in zip(PHASES, step.phase_seconds - before):
+                stats.spent(part, seconds)
+            sizes = np.minimum(cfg.batch_size, usable - np.arange(nb) * cfg.batch_size)
+            stats.loss_sum += float(losses[measure].sum())
+            stats.loss_pairs += int(sizes[measure].sum())
+            stats.pairs += usable
+            stats.lr = lrs[-1]
+        stats.words += b - a
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _due(self, epoch: int, index: int) -> bool:
+        """Whether to stop handing out chunks before chunk ``index``: a stop or a checkpoint is due."""
+        if self._stop_signal is not None:
+            return True
+        if self._save is None:
+            return False
+        position = epoch * self.num_tokens + self.chunks[index][0]
+        every_words = getattr(self.cfg, "checkpoint_every_words", None)
+        # Words-based checkpoints fall on the first boundary past each multiple of N: the
+        # same boundaries in every run, whatever the workers and wherever it was resumed.
+        if every_words and position // every_words > self._last_checkpoint[1] // every_words:
+            return True
+        minutes = getattr(self.cfg, "checkpoint_every_minutes", None)
+        # At least one chunk between two checkpoints, however short the interval.
+        moved = position > self._last_checkpoint[1]
+        return bool(minutes) and moved and time.monotonic() - self._last_checkpoint[0] >= minutes * 60
+
+    def _checkpoint(self, epoch: int) -> None:
+        """Hand the state to the checkpoint callback; the workers are all stopped."""
+        tables = list(self.model.input.shards) + list(self.model.output.shards)
+        if not all(bool(torch.isfinite(t).all()) for t in tables):  # never overwrite a good checkpoint
+            raise TrainingDiverged(
+                f"the vectors became NaN or infinite in epoch {epoch + 1}; lower train.lr "
+                f"(now {self.cfg.lr}) or train.batch_size (now {self.cfg.batch_size})"
+            )
+        if self._save is not None:
+            self._save(self.state)
+        self._last_checkpoint = (time.monotonic(), self.state.words)
+
+    # -- one epoch -------------------------------------------------------------------
+    def _run_workers(self, epoch: int, todo: List[int], stats: List[WorkerStats], progress) -> None:
+        """Run the workers on ``todo`` (popped from the end) until it is empty or a checkpoint is due.
+
+        On return every worker has stopped and the chunks taken are finished.
+        """
+        cfg = self.cfg
         lock = threading.Lock()
         stop = threading.Event()
         errors: List[BaseException] = []
-        stats = [WorkerStats() for _ in range(self.num_workers)]
 
         def work(w: int) -> None:
             try:
@@ -153,7 +349,7 @@ class Trainer:
                 gen = torch.Generator(device=self.device)
                 while not stop.is_set():
                     with lock:
-                        if not todo:
+                        if not todo or self._due(epoch, todo[-1]):
                             return
                         index = todo.pop()
                     self._run_chunk(epoch, index, step, gen, stats[w])
@@ -164,7 +360,6 @@ class Trainer:
         threads_before = torch.get_num_threads()
         if self.device.type == "cpu":
             torch.set_num_threads(1)
-        started = time.perf_counter()
         threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(self.num_workers)]
         for t in threads:
             t.start()
@@ -177,21 +372,11 @@ class Trainer:
                 alive[0].join(timeout=0.5)
                 loss_sum = sum(s.loss_sum for s in stats)
                 loss_pairs = sum(s.loss_pairs for s in stats)
-                if loss_pairs > last_loss[1]:
+                if loss_pairs > last_loss[1] and progress is not None and not errors:
                     recent = (loss_sum - last_loss[0]) / (loss_pairs - last_loss[1])
-                    last_loss = (loss_sum, loss_pairs)
-                    if not math.isfinite(recent):
-                        stop.set()
-                        errors.append(
-                            TrainingDiverged(
-                                f"the loss became {recent} in epoch {epoch + 1}; lower train.lr "
-                                f"(now {cfg.lr}) or train.batch_size (now {cfg.batch_size})"
-                            )
-                        )
-                        break
-                    if progress is not None:
-                        progress(sum(s.words for s in stats), stats, recent)
-        except KeyboardInterrupt:
+                    progress(sum(s.words for s in stats), stats, recent)
+                last_loss = (loss_sum, loss_pairs)
+        except BaseException:  # a second Ctrl-C or SIGTERM: abort after the chunks in flight
             stop.set()
             raise
         finally:
@@ -200,25 +385,165 @@ class Trainer:
             torch.set_num_threads(threads_before)
         if errors:
             raise errors[0]
-        seconds = time.perf_counter() - started
-        loss_pairs = sum(s.loss_pairs for s in stats)
+
+    def _run_fused(self, epoch: int, todo: List[int], stats: List[WorkerStats], progress) -> None:
+        """:meth:`_run_workers` for the kernel: chunks applied one at a time, in corpus order.
+
+        A thread draws the pairs of the next chunk while the kernel (itself on
+        ``num_workers`` threads) applies the current one. The drawing thread hands out the
+        chunks, so it is the one that stops when a checkpoint is due; the chunk it has drawn
+        is still applied, which keeps the finished chunks a prefix.
+        """
+        cfg = self.cfg
+        step = FusedSGNS(self.model, cfg.shared_negatives, self.num_workers)
+        ready: "queue.Queue" = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        errors: List[BaseException] = []
+        drawer_stats = WorkerStats()
+
+        def draw() -> None:
+            gen = torch.Generator()
+            try:
+                while not stop.is_set() and todo and not self._due(epoch, todo[-1]):
+                    index = todo.pop()
+                    began = time.perf_counter()
+                    pairs = self._chunk_pairs(epoch, index, gen)
+                    drawer_stats.spent("batch generation", time.perf_counter() - began)
+                    while not stop.is_set():
+                        try:
+                            ready.put((index, pairs), timeout=0.1)
+                            break
+                        except queue.Full:
+                            pass
+            except BaseException as e:  # re-raised in the main thread
+                errors.append(e)
+            finally:
+                ready.put(None)
+
+        threads_before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        drawer = threading.Thread(target=draw, daemon=True)
+        drawer.start()
+        reported = (time.perf_counter(), stats[0].loss_sum, stats[0].loss_pairs)
+        try:
+            while True:
+                item = ready.get()
+                if item is None:
+                    break
+                index, pairs = item
+                before = stats[0].loss_sum
+                self._run_fused_chunk(epoch, index, pairs, step, stats[0])
+                loss = stats[0].loss_sum - before
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"the loss became {loss} in epoch {epoch + 1}; lower train.lr "
+                        f"(now {cfg.lr}) or train.batch_size (now {cfg.batch_size})"
+                    )
+                now = time.perf_counter()
+                if progress is not None and now - reported[0] >= 0.5 and stats[0].loss_pairs > reported[2]:
+                    recent = (stats[0].loss_sum - reported[1]) / (stats[0].loss_pairs - reported[2])
+                    progress(stats[0].words, stats, recent)
+                    reported = (now, stats[0].loss_sum, stats[0].loss_pairs)
+        finally:
+            stop.set()
+            while drawer.is_alive():  # unblock a drawer waiting on the full queue
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    pass
+                drawer.join(timeout=0.05)
+            torch.set_num_threads(threads_before)
+            for part, seconds in drawer_stats.profile.items():
+                stats[0].spent(part, seconds)
+        if errors:
+            raise errors[0]
+
+    def run_epoch(self, epoch: int, progress=None) -> FitResult:
+        """Train one pass over the corpus, from ``self.state`` if it is a position in this epoch.
+
+        ``progress`` is called with ``(words, stats, recent_loss)``; the result counts the
+        words and pairs trained by this call, and the loss of the whole epoch.
+
+        Raises:
+            TrainingInterrupted: :meth:`request_stop` was called (after the checkpoint).
+            TrainingDiverged: the loss or the tables became NaN or infinite.
+        """
+        if self.state.epoch != epoch:
+            self.state = self._fresh_state(epoch, self.state.epoch_losses)
+        state = self.state
+        todo = list(range(len(self.chunks) - 1, state.chunks_done - 1, -1))
+        stats = [WorkerStats() for _ in range(self.num_workers)]
+        # The epoch's totals so far start the first worker's counters, so a resumed epoch
+        # sums its losses in the order of an uninterrupted one (the same mean, bitwise).
+        resumed = WorkerStats(
+            words=self.chunks[state.chunks_done][0] if state.chunks_done else 0,
+            pairs=state.epoch_pairs,
+            loss_sum=state.epoch_loss_sum,
+            loss_pairs=state.epoch_loss_pairs,
+        )
+        stats[0] = WorkerStats(**{k: getattr(resumed, k) for k in ("words", "pairs", "loss_sum", "loss_pairs")})
+        started = time.perf_counter()
+        while True:
+            (self._run_fused if self.fused else self._run_workers)(epoch, todo, stats, progress)
+            done = len(self.chunks) - len(todo)
+            state.chunks_done = done
+            state.words = epoch * self.num_tokens + (self.chunks[done][0] if todo else self.num_tokens)
+            state.epoch_pairs = sum(s.pairs for s in stats)
+            state.epoch_loss_sum = sum(s.loss_sum for s in stats)
+            state.epoch_loss_pairs = sum(s.loss_pairs for s in stats)
+            if not todo:
+                break
+            self._checkpoint(epoch)  # todo is left only when a checkpoint or a stop is due
+            if self._stop_signal is not None:
+                raise TrainingInterrupted(self._stop_signal, state)
+        loss = state.epoch_loss_sum / max(state.epoch_loss_pairs, 1)
+        self.state = self._fresh_state(epoch + 1, state.epoch_losses + [loss])
         return FitResult(
-            words=sum(s.words for s in stats),
-            pairs=sum(s.pairs for s in stats),
-            seconds=seconds,
-            loss=sum(s.loss_sum for s in stats) / max(loss_pairs, 1),
+            words=sum(s.words for s in stats) - resumed.words,
+            pairs=state.epoch_pairs - resumed.pairs,
+            seconds=time.perf_counter() - started,
+            loss=loss,
+            profile={part: sum(s.profile.get(part, 0.0) for s in stats) for part in {k for s in stats for k in s.profile}},
         )
 
-    def fit(self, on_epoch_end: Optional[Callable[[int, FitResult], None]] = None, progress=None) -> FitResult:
-        """Train ``cfg.epochs`` epochs; ``on_epoch_end(epoch, result)`` runs after each."""
-        total = FitResult()
-        for epoch in range(self.cfg.epochs):
+    def fit(
+        self,
+        on_epoch_end: Optional[Callable[[int, FitResult], None]] = None,
+        progress=None,
+        checkpoint: Optional[Callable[[TrainState], None]] = None,
+        start: Optional[TrainState] = None,
+    ) -> FitResult:
+        """Train up to ``cfg.epochs`` epochs.
+
+        Args:
+            on_epoch_end: ``on_epoch_end(epoch, result)`` runs after each epoch.
+            progress: ``progress(epoch)`` returns the progress callback of an epoch.
+            checkpoint: called with the :class:`TrainState` at the chunk boundaries where
+                ``cfg.checkpoint_every_words`` or ``cfg.checkpoint_every_minutes`` says, and
+                before stopping on :meth:`request_stop`; the tables are quiet meanwhile.
+            start: a state saved by an earlier run, to continue from; the tables must
+                already hold that run's values (see :func:`w2v.checkpoint.restore_tables`).
+
+        Returns:
+            the words, pairs and seconds of this call, the loss of every epoch.
+        """
+        if start is not None:
+            self.check_start(start)
+            self.state = TrainState.from_dict(start.to_dict())
+        self._save = checkpoint
+        self._last_checkpoint = (time.monotonic(), self.state.words)
+        total = FitResult(epoch_losses=list(self.state.epoch_losses))
+        if total.epoch_losses:
+            total.loss = total.epoch_losses[-1]
+        for epoch in range(self.state.epoch, self.cfg.epochs):
             result = self.run_epoch(epoch, progress=None if progress is None else progress(epoch))
             total.words += result.words
             total.pairs += result.pairs
             total.seconds += result.seconds
             total.loss = result.loss
             total.epoch_losses.append(result.loss)
+            for part, seconds in result.profile.items():
+                total.profile[part] = total.profile.get(part, 0.0) + seconds
             if on_epoch_end is not None:
                 on_epoch_end(epoch, result)
         return total

@@ -1,0 +1,203 @@
+"""Checkpoint files: atomic writes, the newest K kept, a SIGKILL mid-write loses nothing."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from w2v.checkpoint import (
+    CheckpointFolder,
+    check_resumable,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_tables,
+    save_checkpoint,
+)
+from w2v.model import SkipGramNS
+from w2v.vocab import Vocab
+
+from conftest import ROOT
+
+
+def tiny(v=50, d=8, num_shards=1, strategy="mod", seed=0):
+    model = SkipGramNS(v, d, num_shards, strategy)
+    gen = torch.Generator().manual_seed(seed)
+    model.reset_parameters(gen)
+    with torch.no_grad():
+        model.output.index_add_(torch.arange(v), torch.randn(v, d, generator=gen))
+    vocab = Vocab(["<unk>"] + [f"w{i}" for i in range(v - 1)], [3] * v)
+    return model, vocab
+
+
+CONFIG = {
+    "data": {"token_pattern": "x", "lowercase": True, "min_count": 5, "max_vocab_size": None},
+    "model": {"dim": 8},
+    "train": {"chunk_tokens": 100, "lr": 0.025, "epochs": 5},
+}
+
+
+def test_round_trip_and_exact_restore_into_any_sharding(tmp_path):
+    model, vocab = tiny(num_shards=3, strategy="div")
+    save_checkpoint(tmp_path / "c.pt", model, vocab, CONFIG, {"words": 7})
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert ckpt["words"] == vocab.index_to_key and ckpt["state"] == {"words": 7} and ckpt["config"] == CONFIG
+    for num_shards, strategy in ((1, "mod"), (4, "mod"), (2, "div")):
+        other, _ = tiny(num_shards=num_shards, strategy=strategy, seed=9)
+        restore_tables(other, ckpt)
+        assert torch.equal(other.input.weight, model.input.weight)
+        assert torch.equal(other.output.weight, model.output.weight)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temp file left
+
+
+def test_folder_keeps_the_newest_k_and_resolves_the_latest(tmp_path):
+    model, vocab = tiny()
+    folder = CheckpointFolder(tmp_path / "run" / "checkpoints", keep=2)
+    for words in (100, 2000, 30, 999_999):
+        folder.save(model, vocab, CONFIG, {"words": words})
+    names = [p.name for p in folder.checkpoints()]
+    assert names == ["checkpoint-000000000002000.pt", "checkpoint-000000000999999.pt"]
+    assert latest_checkpoint(tmp_path / "run").name == names[-1]
+    assert latest_checkpoint(tmp_path / "run" / "checkpoints").name == names[-1]
+    assert load_checkpoint(tmp_path / "run")["state"]["words"] == 999_999  # a folder means its latest
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, vocab, CONFIG, {"words": 5})
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint.pt"  # written when training ended
+    CheckpointFolder(tmp_path / "all", keep=0).save(model, vocab, CONFIG, {"words": 1})
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        latest_checkpoint(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "not_ours", "inconsistent"])
+def test_damaged_checkpoints_are_one_clear_value_error(tmp_path, damage):
+    model, vocab = tiny()
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, model, vocab, CONFIG, {"words": 1})
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(bytes(random.Random(0).getrandbits(8) for _ in range(5000)))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "not_ours":
+        torch.save({"state_dict": {}}, path)
+    else:
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["words"] = ckpt["words"][:-1]
+        torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="checkpoint") as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_resuming_needs_the_same_shape_and_vocabulary_settings(tmp_path):
+    model, vocab = tiny()
+    save_checkpoint(tmp_path / "c.pt", model, vocab, CONFIG, {"words": 1})
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert check_resumable(ckpt, CONFIG) == []
+    with pytest.raises(ValueError, match=r"model.dim=8 but this run asks for model.dim=16; set model.dim=8"):
+        check_resumable(ckpt, {**CONFIG, "model": {"dim": 16}})
+    with pytest.raises(ValueError, match=r"data.min_count=5 but this run asks for data.min_count=1; set data.min_count=5"):
+        check_resumable(ckpt, {**CONFIG, "data": {**CONFIG["data"], "min_count": 1}})
+    with pytest.raises(ValueError, match=r"set train.chunk_tokens=100"):
+        check_resumable(ckpt, {**CONFIG, "train": {**CONFIG["train"], "chunk_tokens": 64}})
+    changes = check_resumable(ckpt, {**CONFIG, "train": {**CONFIG["train"], "lr": 0.01}})
+    assert changes == ["train.lr=0.01, the checkpoint's run had 0.025"]
+
+
+# A child that writes checkpoints in a loop. With a stall index, that write stops halfway
+# (the bytes written so far are on disk) and the child waits to be killed.
+WRITER = r"""
+import io, sys, time, torch
+from w2v.checkpoint import CheckpointFolder
+from w2v.model import SkipGramNS
+from w2v.vocab import Vocab
+
+folder, stall = sys.argv[1], int(sys.argv[2])
+V, D = 4000, 64
+vocab = Vocab(["<unk>"] + [f"w{i}" for i in range(V - 1)], [1] * V)
+model = SkipGramNS(V, D)
+real_save, count = torch.save, [0]
+
+def save(obj, f):
+    if count[0] == stall:
+        buf = io.BytesIO()
+        real_save(obj, buf)
+        f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        f.flush()
+        print("stalled", flush=True)
+        time.sleep(600)
+    count[0] += 1
+    real_save(obj, f)
+
+torch.save = save
+checkpoints = CheckpointFolder(folder, keep=2)
+config = {"model": {"dim": D}}
+for i in range(100000):
+    with torch.no_grad():
+        model.input.shards[0].fill_(float(i))
+    checkpoints.save(model, vocab, config, {"words": i})
+    print("saved", i, flush=True)
+"""
+
+
+def start_writer(folder, stall=-1):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder), str(stall)], stdout=subprocess.PIPE, text=True, env=env
+    )
+
+
+def wait_for(proc, word):
+    for line in proc.stdout:
+        if line.startswith(word):
+            return line
+    raise AssertionError(f"the writer ended before printing {word!r}")
+
+
+def assert_only_complete_checkpoints(folder):
+    complete = CheckpointFolder(folder).checkpoints()
+    assert complete, "no checkpoint survived"
+    for path in complete:  # every file under a checkpoint's name loads
+        ckpt = load_checkpoint(path)
+        assert torch.all(ckpt["input"] == ckpt["state"]["words"])
+    return load_checkpoint(latest_checkpoint(folder))
+
+
+def test_sigkill_mid_write_leaves_the_previous_checkpoint(tmp_path):
+    proc = start_writer(tmp_path, stall=3)
+    try:
+        wait_for(proc, "stalled")  # the fourth write is half on disk
+        partial = [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+        assert len(partial) == 1 and partial[0].stat().st_size > 0
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    latest = assert_only_complete_checkpoints(tmp_path)
+    assert latest["state"]["words"] == 2  # saves 0, 1, 2 completed; 3 was killed mid-write
+    assert latest_checkpoint(tmp_path).name == "checkpoint-000000000000002.pt"
+    model, vocab = tiny()
+    CheckpointFolder(tmp_path, keep=2).save(model, vocab, CONFIG, {"words": 50})  # the next save
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # sweeps the dead writer's temp file
+
+
+def test_sigkill_at_a_random_moment_of_a_write_loop(tmp_path):
+    rng = random.Random(1)
+    for attempt in range(2):
+        folder = tmp_path / str(attempt)
+        proc = start_writer(folder)
+        try:
+            wait_for(proc, "saved 1")
+            time.sleep(rng.uniform(0.0, 0.3))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        assert_only_complete_checkpoints(folder)
