@@ -152,3 +152,15 @@ def test_nan_stops_training_and_never_reaches_a_checkpoint(planted, kernel):
     with pytest.raises(TrainingDiverged, match="lower train.lr"):
         trainer.fit(checkpoint=checkpoint)
     assert len(saved) == 1 and all(torch.isfinite(t).all() for t in saved[0])
+
+
+def test_default_cpu_training_is_bitwise_deterministic_for_any_thread_count(planted):
+    path, groups = planted
+    a, vocab, result = fit(path, workers=0, seed=5)  # the defaults: the kernel, one thread per core
+    if not result.profile.get("gradients"):
+        pytest.skip("the compiled kernel is unavailable here")
+    b, _, _ = fit(path, workers=0, seed=5)
+    three, _, _ = fit(path, workers=3, seed=5)
+    assert torch.equal(a.input.weight, b.input.weight) and torch.equal(a.output.weight, b.output.weight)
+    assert torch.equal(a.input.weight, three.input.weight)
+    assert topic_precision(a, vocab, groups) >= 0.9
