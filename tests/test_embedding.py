@@ -613,3 +613,11 @@ def test_flat_table_rows_are_the_ids_rows(strategy):
     with torch.no_grad():
         flat[layer.flat_index(torch.tensor([7]))] = 9.0  # writes go to the shards
     assert torch.equal(layer.weight[7], torch.full((3,), 9.0))
+
+
+@pytest.mark.parametrize("num_shards", [1, 3])
+def test_an_nn_embedding_state_loads_into_any_shard_count(num_shards):
+    source = torch.nn.Embedding(7, 3)
+    layer = ShardedEmbedding(7, 3, num_shards=num_shards)
+    layer.load_state_dict(source.state_dict())
+    assert torch.equal(layer.weight, source.weight.detach())

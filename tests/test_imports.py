@@ -12,6 +12,7 @@ LAYERS = {
     "config": 0,
     "corpus": 1,
     "vocab": 1,
+    "parallel": 1,
     "sampling": 2,
     "batching": 2,
     "embedding": 3,

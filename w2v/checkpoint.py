@@ -17,12 +17,13 @@ names sort in training order; the newest ``keep`` are kept).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .embedding import split_table
+from .embedding import join_shards, shard_sizes
 
 FORMAT = "w2v-checkpoint-1"
 FINAL = "checkpoint.pt"  # written when training ends
@@ -69,8 +70,15 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     _fsync_dir(path.parent)
 
 
-def save_checkpoint(path, model, vocab, config: Dict[str, Any], state: Dict[str, Any]) -> None:
+def _world(model) -> Tuple[int, int]:
+    return getattr(model.input, "rank", 0), getattr(model.input, "world_size", 1)
+
+
+def save_checkpoint(path, model, vocab, config: Dict[str, Any], state: Dict[str, Any], tables=None) -> None:
     """Write a checkpoint.
+
+    A model whose tables are spread over several processes writes this rank's shards and
+    where they belong (``"shard"``); each rank writes its own file.
 
     Args:
         path: the file.
@@ -78,12 +86,24 @@ def save_checkpoint(path, model, vocab, config: Dict[str, Any], state: Dict[str,
         vocab: its :class:`~w2v.vocab.Vocab`.
         config: the run's resolved config as a plain dict.
         state: where training stands (``TrainState.to_dict()``), plain values.
+        tables: ``(input, output)`` whole tables already gathered, instead of the model's.
     """
+    extra: Dict[str, Any] = {}
+    rank, world = _world(model)
+    if tables is None and world > 1:
+        tables = model.input.shards[0], model.output.shards[0]
+        extra["shard"] = {
+            "rank": rank, "world_size": world, "partition_strategy": model.input.partition_strategy,
+            "num_embeddings": model.input.num_embeddings,
+        }
+    elif tables is None:
+        tables = model.input.weight, model.output.weight
     atomic_torch_save(
         {
             "format": FORMAT,
-            "input": model.input.weight.detach().cpu().clone(),
-            "output": model.output.weight.detach().cpu().clone(),
+            **extra,
+            "input": tables[0].detach().cpu().clone(),
+            "output": tables[1].detach().cpu().clone(),
             "words": list(vocab.index_to_key),
             "counts": torch.as_tensor(vocab.counts),
             "config": config,
@@ -93,12 +113,39 @@ def save_checkpoint(path, model, vocab, config: Dict[str, Any], state: Dict[str,
     )
 
 
+def rank_suffix(rank: int, world_size: int) -> str:
+    """What tells one rank's periodic checkpoint from another's: ``""`` for a single process."""
+    return "" if world_size == 1 else f".rank{rank}of{world_size}"
+
+
+_NAME = re.compile(r"^checkpoint-(\d+)(?:\.rank(\d+)of(\d+))?\.pt$")
+
+
+def _periodic(where: Path) -> Dict[int, Dict[int, Path]]:
+    """Periodic checkpoints in ``where`` by position, then by rank (-1: a single process's)."""
+    found: Dict[int, Dict[int, Path]] = {}
+    for p in where.glob(f"{PREFIX}*.pt"):
+        m = _NAME.match(p.name)
+        if m and p.is_file():
+            rank = -1 if m.group(2) is None else int(m.group(2))
+            found.setdefault(int(m.group(1)), {})[rank] = p
+    return found
+
+
+def _complete(ranks: Dict[int, Path]) -> bool:
+    if -1 in ranks:
+        return True
+    m = _NAME.match(next(iter(ranks.values())).name)
+    return sorted(ranks) == list(range(int(m.group(3))))
+
+
 def latest_checkpoint(folder: str | os.PathLike) -> Path:
     """The checkpoint to resume a run folder from.
 
     ``checkpoint.pt`` when training ended there, else the newest ``checkpoints/checkpoint-*.pt``
-    (or ``checkpoint-*.pt`` when ``folder`` is that ``checkpoints`` folder itself). Temporary
-    files of an interrupted write are hidden and never chosen.
+    (or ``checkpoint-*.pt`` when ``folder`` is that ``checkpoints`` folder itself); of a run
+    over several processes, the newest position every rank saved (its rank-0 file).
+    Temporary files of an interrupted write are hidden and never chosen.
 
     Raises:
         FileNotFoundError: the folder holds no checkpoint.
@@ -107,25 +154,17 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path:
     if (folder / FINAL).is_file():
         return folder / FINAL
     for where in (folder / FOLDER, folder):
-        found = sorted(p for p in where.glob(f"{PREFIX}*.pt") if p.is_file())
+        found = {w: ranks for w, ranks in _periodic(where).items() if _complete(ranks)}
         if found:
-            return found[-1]
+            ranks = found[max(found)]
+            return ranks.get(-1, ranks.get(0))
     raise FileNotFoundError(
         f"no checkpoint in {folder}; give train.resume a checkpoint file or a run folder "
         f"holding {FINAL} or {FOLDER}/{PREFIX}*.pt"
     )
 
 
-def load_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; a folder means its latest.
-
-    Raises:
-        FileNotFoundError: no such file, or a folder without checkpoints.
-        ValueError: the file is truncated, corrupt, or not a w2v checkpoint.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = latest_checkpoint(path)
+def _read(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}; give the path of a checkpoint file or a run folder")
     try:
@@ -144,6 +183,46 @@ def load_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
     return ckpt
 
 
+_RANK_SUMS = ("epoch_pairs", "epoch_loss_sum", "epoch_loss_pairs")  # TrainState fields counted per rank
+
+
+def load_checkpoint(path: str | os.PathLike, rank: int = 0, world_size: int = 1) -> Dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; a folder means its latest.
+
+    A checkpoint of a run over ``N`` processes is ``N`` files (any one names the set). With
+    ``world_size == N`` this reads rank ``rank``'s own file; with any other world size it
+    reads all ``N`` and joins the shards into whole tables (the layer's resharding), which
+    every rank then splits its own way. Loss totals counted per rank go to rank 0.
+
+    Raises:
+        FileNotFoundError: no such file, a folder without checkpoints, or a missing rank's file.
+        ValueError: the file is truncated, corrupt, or not a w2v checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = latest_checkpoint(path)
+    m = _NAME.match(path.name)
+    if m is None or m.group(2) is None:  # whole tables
+        ckpt = _read(path)
+        if rank:
+            ckpt["state"].update({k: 0 for k in _RANK_SUMS if k in ckpt["state"]})
+        return ckpt
+    saved_world = int(m.group(3))
+    def rank_file(r: int) -> Path:
+        return path.with_name(f"{PREFIX}{m.group(1)}{rank_suffix(r, saved_world)}.pt")
+    if saved_world == world_size:
+        return _read(rank_file(rank))
+    parts = [_read(rank_file(r)) for r in range(saved_world)]
+    ckpt = parts[0]
+    strategy = ckpt["shard"]["partition_strategy"]
+    for name in ("input", "output"):
+        ckpt[name] = join_shards([p[name] for p in parts], strategy)
+    for key in _RANK_SUMS:
+        ckpt["state"][key] = 0 if rank else type(ckpt["state"][key])(sum(p["state"][key] for p in parts))
+    del ckpt["shard"]
+    return ckpt
+
+
 def _inconsistency(ckpt: Dict[str, Any]) -> Optional[str]:
     """What does not add up in a loaded checkpoint, or ``None``."""
     tables = ckpt.get("input"), ckpt.get("output")
@@ -151,9 +230,19 @@ def _inconsistency(ckpt: Dict[str, Any]) -> Optional[str]:
         return "its tables are missing"
     if tables[0].shape != tables[1].shape:
         return f"its tables differ in shape ({tuple(tables[0].shape)} and {tuple(tables[1].shape)})"
+    rows = len(tables[0])
+    shard = ckpt.get("shard")
+    if shard is not None:  # one rank's rows of the tables
+        try:
+            rows = shard["num_embeddings"]
+            expected = shard_sizes(rows, shard["world_size"], shard["partition_strategy"])[shard["rank"]]
+        except (KeyError, TypeError, IndexError, ValueError):
+            return "its shard record is unreadable"
+        if len(tables[0]) != expected:
+            return f"its tables hold {len(tables[0])} rows, rank {shard['rank']}'s shard has {expected}"
     words, counts = ckpt.get("words"), ckpt.get("counts")
-    if not isinstance(words, list) or not isinstance(counts, torch.Tensor) or not len(words) == len(counts) == len(tables[0]):
-        return f"its vocabulary does not match its {len(tables[0])} table rows"
+    if not isinstance(words, list) or not isinstance(counts, torch.Tensor) or not len(words) == len(counts) == rows:
+        return f"its vocabulary does not match its {rows} table rows"
     if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("state"), dict):
         return "its config or training state is missing"
     return None
@@ -162,16 +251,21 @@ def _inconsistency(ckpt: Dict[str, Any]) -> Optional[str]:
 class CheckpointFolder:
     """Periodic checkpoints of a run: ``folder/checkpoint-W.pt``, the newest ``keep`` kept.
 
+    Each rank of a run over several processes keeps its own files,
+    ``checkpoint-W.rankRofN.pt``.
+
     Args:
         folder: where they go (created on the first save).
         keep: how many to keep; 0 keeps them all.
+        rank, world_size: this process's place in the run.
     """
 
-    def __init__(self, folder: str | os.PathLike, keep: int = 3) -> None:
+    def __init__(self, folder: str | os.PathLike, keep: int = 3, rank: int = 0, world_size: int = 1) -> None:
         self.folder, self.keep = Path(folder), keep
+        self.suffix = rank_suffix(rank, world_size)
 
     def path(self, words: int) -> Path:
-        return self.folder / f"{PREFIX}{words:015d}.pt"
+        return self.folder / f"{PREFIX}{words:015d}{self.suffix}.pt"
 
     def save(self, model, vocab, config: Dict[str, Any], state: Dict[str, Any]) -> Path:
         """Write the checkpoint of ``state`` (named by ``state['words']``), then prune; return its path."""
@@ -182,8 +276,9 @@ class CheckpointFolder:
         return path
 
     def checkpoints(self) -> List[Path]:
-        """The complete checkpoints, oldest first."""
-        return sorted(p for p in self.folder.glob(f"{PREFIX}*.pt") if p.is_file())
+        """This process's complete checkpoints, oldest first."""
+        rank = -1 if not self.suffix else int(self.suffix[5 : self.suffix.index("of")])
+        return [ranks[rank] for _, ranks in sorted(_periodic(self.folder).items()) if rank in ranks]
 
     def prune(self) -> None:
         """Remove all but the newest ``keep``, and temp files left by killed processes."""
@@ -214,15 +309,23 @@ def restore_tables(model, ckpt: Dict[str, Any]) -> None:
     Raises:
         ValueError: the model's shape differs from the checkpoint's.
     """
+    shard = ckpt.get("shard")
+    if shard is not None and (shard["rank"], shard["world_size"]) != _world(model):
+        raise ValueError(
+            f"the checkpoint holds rank {shard['rank']} of {shard['world_size']}'s rows; load it with "
+            "load_checkpoint(path, rank, world_size), which joins the ranks' files for another world size"
+        )
     with torch.no_grad():
         for layer, table in ((model.input, ckpt["input"]), (model.output, ckpt["output"])):
-            if tuple(table.shape) != (layer.num_embeddings, layer.embedding_dim):
+            if table.shape[1] != layer.embedding_dim or (shard is None and len(table) != layer.num_embeddings):
                 raise ValueError(
                     f"the checkpoint's tables are {tuple(table.shape)}, the model's "
                     f"{(layer.num_embeddings, layer.embedding_dim)}; set model.dim={table.shape[1]}"
                 )
-            for shard, part in zip(layer.shards, split_table(table, layer.num_shards, layer.partition_strategy)):
-                shard.copy_(part)
+            if shard is not None:
+                layer.shards[0].copy_(table)
+            else:
+                layer.copy_table_(table)
 
 
 def _get(config: Dict[str, Any], dotted: str):

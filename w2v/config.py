@@ -68,6 +68,9 @@ class TrainConfig:
     checkpoint_every_words: Optional[int] = None  # corpus words, counted over all epochs
     keep_checkpoints: int = 3  # newest periodic checkpoints kept; 0 keeps them all
     resume: Optional[str] = None  # a checkpoint file, or a run folder (its latest checkpoint)
+    # Under torchrun: how long a rank waits on the others before giving up (a rank that dies
+    # is noticed at once; this bounds the wait on one that hangs).
+    dist_timeout_seconds: float = 1800.0
 
 
 @dataclass
@@ -147,6 +150,8 @@ def validate(cfg) -> None:
             raise ValueError(f"train.{key} must be >= 0 (0 or null: off), got {value}")
     if cfg.train.keep_checkpoints < 0:
         raise ValueError(f"train.keep_checkpoints must be >= 0 (0 keeps all), got {cfg.train.keep_checkpoints}")
+    if not cfg.train.dist_timeout_seconds > 0:
+        raise ValueError(f"train.dist_timeout_seconds must be > 0, got {cfg.train.dist_timeout_seconds}")
     if cfg.train.workers < 0:
         raise ValueError(f"train.workers must be >= 0 (0: one per core), got {cfg.train.workers}")
     if cfg.train.batch_size % cfg.train.shared_negatives:

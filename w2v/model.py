@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernel
-from .embedding import ShardedEmbedding
+from .embedding import DistributedEmbedding, ShardedEmbedding
 
 
 class SkipGramNS(nn.Module):
@@ -41,6 +41,9 @@ class SkipGramNS(nn.Module):
         num_shards: shards of each table (see :class:`~w2v.embedding.ShardedEmbedding`).
         partition_strategy: ``"mod"`` or ``"div"``.
         device: where the tables live.
+        distributed: spread both tables over the ranks of the ``torch.distributed`` process
+            group (:class:`~w2v.embedding.distributed.DistributedEmbedding`, one shard per
+            rank, ``num_shards`` must be 1); with one process it is a local table.
     """
 
     def __init__(
@@ -50,11 +53,21 @@ class SkipGramNS(nn.Module):
         num_shards: int = 1,
         partition_strategy: str = "mod",
         device=None,
+        distributed: bool = False,
     ) -> None:
         super().__init__()
-        kw = dict(num_shards=num_shards, partition_strategy=partition_strategy, device=device)
-        self.input = ShardedEmbedding(num_embeddings, embedding_dim, **kw)
-        self.output = ShardedEmbedding(num_embeddings, embedding_dim, **kw)
+        if distributed:
+            if num_shards != 1:
+                raise ValueError(
+                    f"model.num_shards={num_shards} splits a table inside one process; with several processes "
+                    "each rank holds one shard of each table: leave model.num_shards=1"
+                )
+            self.input = DistributedEmbedding(num_embeddings, embedding_dim, partition_strategy, device=device)
+            self.output = DistributedEmbedding(num_embeddings, embedding_dim, partition_strategy, device=device)
+        else:
+            kw = dict(num_shards=num_shards, partition_strategy=partition_strategy, device=device)
+            self.input = ShardedEmbedding(num_embeddings, embedding_dim, **kw)
+            self.output = ShardedEmbedding(num_embeddings, embedding_dim, **kw)
         self.reset_parameters()
 
     def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
@@ -64,12 +77,7 @@ class SkipGramNS(nn.Module):
         else:
             bound = 0.5 / self.input.embedding_dim
             table = torch.rand(self.input.num_embeddings, self.input.embedding_dim, generator=generator)
-            table = (table * 2 - 1) * bound
-            with torch.no_grad():
-                ids = torch.arange(self.input.num_embeddings)
-                for shard in self.input.shards:
-                    shard.zero_()
-                self.input.index_add_(ids.to(self.input.shards[0].device), table.to(self.input.shards[0].device))
+            self.input.copy_table_(table.mul_(2).sub_(1).mul_(bound))
         self.output.reset_parameters("zeros")
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,9 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
+from . import parallel
 from .checkpoint import FINAL, FOLDER, CheckpointFolder, check_resumable, load_checkpoint, restore_tables, save_checkpoint
 from .config import parse_device, register_configs, validate
 from .corpus import Tokenizer, load_corpus, resolve_corpus
@@ -108,6 +110,25 @@ def _stop_on_signals(trainer: Trainer):
             signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def _one_encoder(world: int, main: bool):
+    """Over several processes, rank 0 reads (and caches) the corpus first, then the others."""
+    if world > 1 and not main:
+        with parallel.peer_failures("waiting for rank 0 to read the corpus"):
+            dist.barrier()
+    yield
+    if world > 1 and main:
+        with parallel.peer_failures("reading the corpus"):
+            dist.barrier()
+
+
+class _NoWriter:
+    """What ranks other than 0 log to: nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
 class _Monitor:
     """tqdm bar and TensorBoard scalars fed by the trainer's progress callback."""
 
@@ -168,23 +189,33 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
 
     validate(cfg)
     logging.getLogger("w2v.evaluate").setLevel(logging.WARNING)  # the run prints its own summary
-    device = resolve_device(cfg.train.device)
+    device = parallel.local_device(resolve_device(cfg.train.device))
+    # Under torchrun: join the other processes. Rank 0 alone prints, logs and writes files.
+    parallel.init_from_env(device, cfg.train.dist_timeout_seconds)
+    rank, world = parallel.rank_and_size()
+    main = rank == 0
+    say = print if main else (lambda *args, **kwargs: None)
+    if world > 1:  # every rank's periodic checkpoints go to rank 0's run folder
+        folder = [str(output_dir)]
+        dist.broadcast_object_list(folder, src=0)
+        output_dir = folder[0]
     analogies, similarity = _data_file(cfg.eval.analogies), _data_file(cfg.eval.similarity)
     out = _writable(Path(output_dir), "hydra.run.dir")
     export_dir = _writable(Path(cfg.export.dir), "export.dir") if cfg.export.dir else out
     config = _plain(cfg)
     ckpt = None
     if cfg.train.resume:  # before the corpus: a bad checkpoint fails fast
-        ckpt = load_checkpoint(cfg.train.resume)
+        ckpt = load_checkpoint(cfg.train.resume, rank, world)
         for change in check_resumable(ckpt, config):
-            print(f"warning: resuming with {change}; the result will differ from an uninterrupted run", file=sys.stderr)
+            say(f"warning: resuming with {change}; the result will differ from an uninterrupted run", file=sys.stderr)
     torch.manual_seed(cfg.train.seed)
 
     tokenizer = Tokenizer(cfg.data.token_pattern, cfg.data.lowercase)
     started = time.perf_counter()
-    corpus = load_corpus(cfg.data.corpus, tokenizer, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
+    with _one_encoder(world, main):
+        corpus = load_corpus(cfg.data.corpus, tokenizer, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
     if corpus.bad_bytes:
-        print(f"warning: {corpus.bad_bytes} bytes of the corpus were not valid UTF-8 and were read as U+FFFD", file=sys.stderr)
+        say(f"warning: {corpus.bad_bytes} bytes of the corpus were not valid UTF-8 and were read as U+FFFD", file=sys.stderr)
     if ckpt is not None:  # the vocabulary comes from the checkpoint
         vocab = Vocab(ckpt["words"], ckpt["counts"].tolist())
     else:
@@ -194,14 +225,16 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
             f"model.num_shards={cfg.model.num_shards} is more than the {len(vocab)} vocabulary rows; "
             "use fewer shards or a lower data.min_count"
         )
-    print(
+    say(
         f"corpus: {len(corpus):,} tokens, {len(corpus.types):,} types; vocabulary: {len(vocab):,} words "
         f"(min_count={cfg.data.min_count}, <unk> absorbs {vocab.counts[0]:,} tokens); "
-        f"device: {device}; prepared in {time.perf_counter() - started:.1f}s",
+        f"device: {device}" + (f" x {world} processes" if world > 1 else "") + f"; prepared in {time.perf_counter() - started:.1f}s",
         file=sys.stderr,
     )
 
-    model = SkipGramNS(len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device)
+    model = SkipGramNS(
+        len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=world > 1
+    )
     trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, device)
     start: Optional[TrainState] = None
     resumed_from = None
@@ -210,28 +243,39 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         trainer.check_start(start)
         restore_tables(model, ckpt)
         resumed_from = ckpt["path"]
-        print(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", file=sys.stderr)
+        say(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", file=sys.stderr)
         del ckpt  # the tables are in the model now
     else:
         model.reset_parameters(torch.Generator().manual_seed(cfg.train.seed))
 
     from torch.utils.tensorboard import SummaryWriter
 
-    vocab.save(out / "vocab.txt")
-    writer = SummaryWriter(str(out / "tb"))
-    monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress, start.words if start else 0)
+    if main:
+        vocab.save(out / "vocab.txt")
+    writer = SummaryWriter(str(out / "tb")) if main else _NoWriter()
+    monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, start.words if start else 0)
     metrics: Dict[str, Any] = {"vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device)}
+    if world > 1:
+        metrics["processes"] = world
     if resumed_from:
         metrics["resumed_from"] = resumed_from
-    checkpoints = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints)
+    checkpoints = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world)
     saved: list = []
 
     def save(state: TrainState) -> None:
         saved.append(checkpoints.save(model, vocab, config, state.to_dict()))
-        monitor.note(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)")
+        if main:
+            monitor.note(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)")
 
-    def vectors() -> WordVectors:
-        return WordVectors(vocab.index_to_key, model.input.weight.detach().cpu().numpy())
+    def tables():
+        """Both whole tables on rank 0 (``None`` elsewhere): a collective over several processes."""
+        if world == 1:
+            return model.input.weight.detach(), model.output.weight.detach()
+        with parallel.peer_failures("gathering the tables"):
+            return model.input.full_table(dst=0), model.output.full_table(dst=0)
+
+    def vectors(table) -> WordVectors:
+        return WordVectors(vocab.index_to_key, table.cpu().numpy())
 
     warned: list = []
 
@@ -273,7 +317,10 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         step = (epoch + 1) * len(corpus)
         if not cfg.eval.every_epoch or epoch + 1 == cfg.train.epochs:
             return
-        wv = vectors()
+        table = tables()[0]
+        if not main:
+            return
+        wv = vectors(table)
         scores = evaluate(wv, step)
         probes(wv, step)
         projector(wv, step)
@@ -297,7 +344,16 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         raise
     monitor.close()
 
-    wv = vectors()
+    if world > 1:  # what the tables' exchanges cost, over all ranks
+        with parallel.peer_failures("summing the traffic"):
+            sent, steps = parallel.all_reduce([model.input.sent_bytes + model.output.sent_bytes, trainer.global_step], "sum", device)
+        metrics["sent_bytes_per_step"] = sent / max(steps / world, 1)
+    final = tables()
+    if not main:  # rank 0 writes the files a single process writes
+        writer.close()
+        parallel.shutdown()
+        return {**metrics, "words_per_sec": result.words_per_sec, "loss": result.loss}
+    wv = vectors(final[0])
     final_step = cfg.train.epochs * len(corpus)
     metrics.update(
         words_per_sec=result.words_per_sec,
@@ -316,7 +372,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         else:
             wv.save(export_dir / f"vectors.{fmt}")
     if cfg.export.checkpoint:
-        save_checkpoint(out / FINAL, model, vocab, config, trainer.state.to_dict())
+        save_checkpoint(out / FINAL, model, vocab, config, trainer.state.to_dict(), tables=final)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     print(
@@ -326,10 +382,13 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     if neighbours:
         print("nearest neighbours:\n" + neighbours)
     print(f"outputs in {out}")
+    parallel.shutdown()
     return metrics
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, TrainingDiverged)
+# Another process of the run failed: one line, and the run's exit status says so.
+PEER_FAILURE_EXIT = 3
 
 
 class _Terminated(BaseException):
@@ -354,6 +413,9 @@ def main() -> None:
         except USER_ERRORS as e:
             print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
             sys.exit(2)
+        except parallel.PeerFailure as e:
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+            sys.exit(PEER_FAILURE_EXIT)
         except TrainingInterrupted as e:
             by = signal.Signals(e.signum).name if e.signum else "request"
             print(

@@ -39,6 +39,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
+from . import parallel
 from .batching import batches, subsample, window_pairs
 from .kernel import PHASES
 from .model import FusedSGNS, SGNSStep, SkipGramNS
@@ -170,7 +171,13 @@ class Trainer:
         self.total_words = self.num_tokens * cfg.epochs
         self.chunks = [(a, min(a + cfg.chunk_tokens, self.num_tokens)) for a in range(0, self.num_tokens, cfg.chunk_tokens)]
         self.fused = False
-        if self.device.type == "cuda":
+        self.rank, self.world_size = getattr(model.input, "rank", 0), getattr(model.input, "world_size", 1)
+        if self.world_size > 1:
+            if getattr(cfg, "kernel", "auto") == "fused":
+                raise ValueError("train.kernel=fused runs in one process; with several processes use train.kernel=auto or torch")
+            self.num_workers = 1  # one stream of collectives per rank
+            self.device_tokens = None
+        elif self.device.type == "cuda":
             self.num_workers = 1
             # The whole stream lives on the device: no host copies inside the loop.
             self.device_tokens = torch.from_numpy(np.asarray(tokens, dtype=np.int32)).to(self.device)
@@ -183,6 +190,8 @@ class Trainer:
                 if why and kernel == "fused":
                     raise ValueError(f"train.kernel=fused, but {why}; use train.kernel=auto or torch")
                 self.fused = why is None
+        if self.world_size > 1 and self.device.type == "cuda":
+            self.device_tokens = torch.from_numpy(np.asarray(tokens, dtype=np.int32)).to(self.device)
         if self.device.type == "cuda" and getattr(cfg, "kernel", "auto") == "fused":
             raise ValueError("train.kernel=fused is a CPU kernel; use train.kernel=auto on a GPU")
         self.global_step = 0
@@ -458,6 +467,67 @@ class Trainer:
         if errors:
             raise errors[0]
 
+    def _run_ranks(self, epoch: int, todo: List[int], stats: List[WorkerStats], progress) -> None:
+        """:meth:`_run_workers` over several processes whose tables are spread over the ranks.
+
+        Chunks go out in rounds: in a round of ``N`` ranks, rank ``k`` trains the round's
+        ``k``-th chunk, drawn from the same seeds as in a single process. Every step is a
+        collective (the layer's exchanges), so the ranks take the same number of steps: one
+        small all-reduce per round agrees on the round's largest batch count, ranks with fewer
+        batches step with empty ones, and the same all-reduce carries whether a checkpoint or a
+        stop is due on any rank. Rounds finish whole, so the finished chunks stay a prefix.
+        """
+        cfg, world, rank = self.cfg, self.world_size, self.rank
+        step = SGNSStep(self.model, cfg.batch_size, cfg.shared_negatives, cfg.negatives)
+        gen = torch.Generator(device=self.device)
+        stat = stats[0]
+        group, per_batch = cfg.shared_negatives, cfg.batch_size // cfg.shared_negatives
+        empty = torch.empty(0, dtype=torch.int64, device=self.device)
+        no_negatives = torch.empty(0, cfg.negatives, dtype=torch.int64, device=self.device)
+        reported = time.perf_counter()
+        while todo:
+            chunks = todo[-world:][::-1]  # this round's, in corpus order
+            due = self._due(epoch, chunks[0])
+            began = time.perf_counter()
+            mine = chunks[rank] if rank < len(chunks) else None
+            pairs = self._chunk_pairs(epoch, mine, gen) if mine is not None else (empty, empty, no_negatives)
+            stat.spent("batch generation", time.perf_counter() - began)
+            usable = pairs[0].numel() - pairs[0].numel() % group
+            signum = self._stop_signal or 0
+            steps, due, signum = parallel.all_reduce([-(-usable // cfg.batch_size), due, signum], "max", self.device)
+            if signum and self._stop_signal is None:  # another rank was asked to stop: all stop
+                self._stop_signal = int(signum)
+            if due:
+                return
+            del todo[-len(chunks):]
+            began = time.perf_counter()
+            centers, contexts, noise = pairs
+            chunk_loss = 0.0
+            for j in range(int(steps)):
+                a, b = min(j * cfg.batch_size, usable), min((j + 1) * cfg.batch_size, usable)
+                measure = b > a and j % cfg.log_every == 0
+                lr = self._batch_lr(epoch, mine, j, pairs[0].numel()) if mine is not None else stat.lr
+                negs = noise[j * per_batch : j * per_batch + (b - a) // group] if b > a else no_negatives
+                loss = step(contexts[a:b], centers[a:b], negs, lr, with_loss=measure)
+                self.global_step += 1
+                if measure:
+                    chunk_loss += float(loss)
+                    stat.loss_pairs += b - a
+                stat.pairs += b - a
+                stat.lr = lr
+            stat.spent("step", time.perf_counter() - began)
+            if not math.isfinite(chunk_loss):
+                raise TrainingDiverged(
+                    f"the loss became {chunk_loss} in epoch {epoch + 1}; lower train.lr "
+                    f"(now {cfg.lr}) or train.batch_size (now {cfg.batch_size})"
+                )
+            stat.loss_sum += chunk_loss
+            stat.words += sum(self.chunks[i][1] - self.chunks[i][0] for i in chunks)  # the round's, all ranks'
+            now = time.perf_counter()
+            if progress is not None and now - reported >= 0.5 and stat.loss_pairs:
+                progress(stat.words, stats, stat.loss_sum / stat.loss_pairs)
+                reported = now
+
     def run_epoch(self, epoch: int, progress=None) -> FitResult:
         """Train one pass over the corpus, from ``self.state`` if it is a position in this epoch.
 
@@ -484,7 +554,11 @@ class Trainer:
         stats[0] = WorkerStats(**{k: getattr(resumed, k) for k in ("words", "pairs", "loss_sum", "loss_pairs")})
         started = time.perf_counter()
         while True:
-            (self._run_fused if self.fused else self._run_workers)(epoch, todo, stats, progress)
+            if self.world_size > 1:
+                with parallel.peer_failures(f"training epoch {epoch + 1}"):
+                    self._run_ranks(epoch, todo, stats, progress)
+            else:
+                (self._run_fused if self.fused else self._run_workers)(epoch, todo, stats, progress)
             done = len(self.chunks) - len(todo)
             state.chunks_done = done
             state.words = epoch * self.num_tokens + (self.chunks[done][0] if todo else self.num_tokens)
@@ -496,7 +570,11 @@ class Trainer:
             self._checkpoint(epoch)  # todo is left only when a checkpoint or a stop is due
             if self._stop_signal is not None:
                 raise TrainingInterrupted(self._stop_signal, state)
-        loss = state.epoch_loss_sum / max(state.epoch_loss_pairs, 1)
+        loss_sum, loss_pairs = state.epoch_loss_sum, state.epoch_loss_pairs
+        if self.world_size > 1:  # each rank measured its own pairs
+            with parallel.peer_failures(f"ending epoch {epoch + 1}"):
+                loss_sum, loss_pairs = parallel.all_reduce([loss_sum, loss_pairs], "sum", self.device)
+        loss = loss_sum / max(loss_pairs, 1)
         self.state = self._fresh_state(epoch + 1, state.epoch_losses + [loss])
         return FitResult(
             words=sum(s.words for s in stats) - resumed.words,

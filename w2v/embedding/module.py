@@ -205,6 +205,14 @@ class ShardedEmbedding(nn.Module):
             if self.padding_idx is not None:
                 self._copy_rows(torch.tensor([self.padding_idx]), torch.zeros(1, self.embedding_dim))
 
+    @torch.no_grad()
+    def copy_table_(self, table: torch.Tensor) -> None:
+        """Set the whole table from ``table`` ``(V, D)`` in global id order (``weight.copy_`` for shards)."""
+        if tuple(table.shape) != (self.num_embeddings, self.embedding_dim):
+            raise ValueError(f"the table is {tuple(table.shape)}, this layer's is {(self.num_embeddings, self.embedding_dim)}")
+        for p, part in zip(self.shards, split_table(table, self.num_shards, self.partition_strategy)):
+            p.copy_(part)
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows of ``ids`` (any shape), differentiable with respect to the shards."""
         ids = as_ids(ids, device=self.shards[0].device)
@@ -371,7 +379,8 @@ class ShardedEmbedding(nn.Module):
                 return
         else:  # no record of the layout (an older state_dict): assume this layer's strategy
             strategy = self.partition_strategy
-        if (len(keys) == self.num_shards and (strategy == self.partition_strategy or len(keys) == 1)):
+        renamed = keys[0] == prefix + "weight"
+        if not renamed and len(keys) == self.num_shards and (strategy == self.partition_strategy or len(keys) == 1):
             return
         if sorted(keys) != list(range(len(keys))):
             error_msgs.append(f"shards of {prefix!r} are numbered {sorted(keys)}; expected 0 to {len(keys) - 1}")

@@ -1,0 +1,178 @@
+"""Training over 2 gloo processes on localhost: same quality as 1, files as 1, failures bounded."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from conftest import ROOT
+from test_distributed_embedding import free_port
+from test_train import small_config
+
+from w2v.checkpoint import load_checkpoint
+from w2v.vectors import WordVectors
+
+
+def topic_accuracy(vectors_path, groups) -> float:
+    """Share of planted words whose nearest neighbour is from their own topic."""
+    wv = WordVectors.load_word2vec_format(vectors_path, binary=True)
+    hits = [wv.most_similar(w, topn=1)[0][0] in group for group in groups for w in group]
+    return sum(hits) / len(hits)
+
+
+def torchrun(n, *overrides, cwd):
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", "--master_port", str(free_port()),
+           "-m", "w2v.train", *overrides]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def overrides(corpus, cache, run, *more):
+    return [f"data.corpus={corpus}", f"data.cache_dir={cache}", f"hydra.run.dir={run}", "model.dim=24",
+            "train.epochs=3", "train.batch_size=256", "train.chunk_tokens=4096", "train.progress=false",
+            "eval.analogies=null", "eval.similarity=null", "export.formats=[bin,txt]", *more]
+
+
+def test_torchrun_two_ranks_learn_as_well_as_one_and_write_the_same_files(planted, tmp_path):
+    corpus, groups = planted
+    results = {}
+    for n in (1, 2):
+        run = tmp_path / f"run{n}"
+        r = torchrun(n, *overrides(corpus, tmp_path / "cache", run, "train.kernel=torch", "train.workers=1"), cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        results[n] = run
+    one, two = (json.loads((results[n] / "metrics.json").read_text()) for n in (1, 2))
+    assert two["processes"] == 2 and "processes" not in one
+    assert abs(two["loss"] - one["loss"]) < 0.05 * one["loss"]
+    acc = {n: topic_accuracy(results[n] / "vectors.bin", groups) for n in (1, 2)}
+    assert acc[1] > 0.9 and acc[2] >= acc[1] - 0.05, acc
+    # Rank 0 alone wrote the run's files, in the single-process formats and layout.
+    for name in ("vectors.bin", "vectors.txt", "vocab.txt", "checkpoint.pt", "metrics.json"):
+        assert (results[2] / name).is_file(), name
+    assert (results[1] / "vocab.txt").read_text() == (results[2] / "vocab.txt").read_text()
+    one_wv, two_wv = (WordVectors.load_word2vec_format(results[n] / "vectors.txt") for n in (1, 2))
+    assert one_wv.index_to_key == two_wv.index_to_key and one_wv.vectors.shape == two_wv.vectors.shape
+    ckpt = load_checkpoint(results[2] / "checkpoint.pt")
+    assert "shard" not in ckpt and ckpt["input"].shape == (len(two_wv), 24)
+    np.testing.assert_allclose(ckpt["input"].numpy(), two_wv.vectors, rtol=0, atol=1e-5)  # text rounding aside
+
+
+def _rank_main(rank, world, port, folder, cfg, die_after):
+    """One rank of ``w2v.train.train``; with ``die_after``, rank 1 dies after that many steps."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from w2v import model as model_module
+    from w2v.train import train
+
+    if die_after and rank == 1:
+        call, steps = model_module.SGNSStep.__call__, [0]
+
+        def dying(self, *args, **kwargs):
+            steps[0] += 1
+            if steps[0] > die_after:
+                os._exit(9)  # no goodbye: as a killed process
+            return call(self, *args, **kwargs)
+
+        model_module.SGNSStep.__call__ = dying
+    started = time.monotonic()
+    try:
+        metrics = train(cfg, os.path.join(folder, "run"))
+        outcome = {"ok": True, "metrics": metrics}
+    except BaseException as e:
+        outcome = {"ok": False, "type": type(e).__name__, "message": str(e), "trace": traceback.format_exc()}
+    outcome["seconds"] = time.monotonic() - started
+    with open(os.path.join(folder, f"outcome-{rank}.json"), "w") as f:
+        json.dump(outcome, f, default=str)
+
+
+def run_two(cfg, folder, die_after=0, timeout=180):
+    ctx = mp.get_context("spawn")
+    port = free_port()
+    procs = [ctx.Process(target=_rank_main, args=(r, 2, port, str(folder), cfg, die_after)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    alive = [p for p in procs if p.is_alive()]
+    for p in alive:
+        p.kill()
+    assert not alive, "a rank hung"
+    return procs, [json.loads((folder / f"outcome-{r}.json").read_text()) if (folder / f"outcome-{r}.json").exists() else None
+                   for r in range(2)]
+
+
+def test_a_rank_that_dies_makes_the_other_exit_with_a_clear_error(planted, cache_dir, tmp_path):
+    corpus, _ = planted
+    cfg = small_config(corpus, cache_dir, epochs=20, chunk_tokens=4096, kernel="torch", workers=1)
+    cfg.train.dist_timeout_seconds = 60
+    procs, outcomes = run_two(cfg, tmp_path, die_after=30)
+    assert procs[1].exitcode == 9 and outcomes[1] is None
+    survivor = outcomes[0]
+    assert not survivor["ok"] and survivor["type"] == "PeerFailure", survivor
+    assert "another rank stopped answering" in survivor["message"] and "train.resume" in survivor["message"]
+    assert survivor["seconds"] < 90
+
+
+def test_per_rank_checkpoints_resume_with_the_same_or_another_world_size(planted, cache_dir, tmp_path):
+    corpus, _ = planted
+    cfg = small_config(corpus, cache_dir, epochs=2, chunk_tokens=4096, kernel="torch", workers=1)
+    cfg.train.checkpoint_every_words = 40000
+    cfg.train.keep_checkpoints = 0
+    procs, outcomes = run_two(cfg, tmp_path)
+    assert all(o["ok"] for o in outcomes), outcomes
+    folder = tmp_path / "run" / "checkpoints"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names and all(".rank" in n for n in names) and len(names) % 2 == 0, names
+    first = sorted(folder.glob("*.rank0of2.pt"))[0]
+    own = [load_checkpoint(first, r, 2) for r in range(2)]
+    assert [c["shard"]["rank"] for c in own] == [0, 1]
+    whole = load_checkpoint(first)  # one process: the ranks' files joined into whole tables
+    rows = own[0]["input"].shape[0] + own[1]["input"].shape[0]
+    assert "shard" not in whole and whole["input"].shape[0] == rows == len(whole["words"])
+    torch.testing.assert_close(whole["input"][0::2], own[0]["input"], rtol=0, atol=0)  # mod: even ids on rank 0
+    assert whole["state"]["epoch_pairs"] == own[0]["state"]["epoch_pairs"] + own[1]["state"]["epoch_pairs"]
+    # Two ranks resume from their own files exactly where the run was.
+    cfg.train.resume = str(first)
+    again = tmp_path / "again"
+    again.mkdir()
+    procs, outcomes = run_two(cfg, again)
+    assert all(o["ok"] for o in outcomes), outcomes
+    end, resumed_end = load_checkpoint(tmp_path / "run" / "checkpoint.pt"), load_checkpoint(again / "run" / "checkpoint.pt")
+    assert torch.equal(end["input"], resumed_end["input"]) and torch.equal(end["output"], resumed_end["output"])
+    # A single process resumes from the 2-rank checkpoint (the files joined) and finishes the run.
+    from w2v.train import train
+
+    metrics = train(cfg, tmp_path / "resumed")
+    assert metrics["resumed_from"].endswith(".rank0of2.pt") and np.isfinite(metrics["loss"])
+
+
+@pytest.mark.parametrize("kernel", ["torch", "auto"])
+def test_one_process_runs_the_same_steps_with_the_distributed_layer(planted, cache_dir, kernel):
+    """World size 1 of the distributed tables trains bitwise like the local tables."""
+    from w2v.corpus import Tokenizer, load_corpus
+    from w2v.kernel import unavailable
+    from w2v.model import SkipGramNS
+    from w2v.trainer import Trainer
+    from w2v.vocab import Vocab
+
+    corpus_path, _ = planted
+    cfg = small_config(corpus_path, cache_dir, epochs=1, kernel=kernel, workers=1)
+    corpus = load_corpus(str(corpus_path), Tokenizer(), cache_dir=cache_dir)
+    vocab = Vocab.from_counts(zip(corpus.types, corpus.counts.tolist()), 1)
+    tables = []
+    for distributed in (False, True):
+        model = SkipGramNS(len(vocab), 24, distributed=distributed)
+        model.reset_parameters(torch.Generator().manual_seed(0))
+        trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, "cpu")
+        assert trainer.fused == (kernel == "auto" and unavailable() is None)  # the kernel runs on either table
+        trainer.fit()
+        tables.append((model.input.weight.detach().clone(), model.output.weight.detach().clone()))
+    assert torch.equal(tables[0][0], tables[1][0]) and torch.equal(tables[0][1], tables[1][1])
