@@ -136,3 +136,35 @@ def test_loading_another_ranks_state_names_the_fix():
     state["sharding"] = torch.tensor([V, D, 2, 0, 1])
     with pytest.raises(RuntimeError, match="merge_shards"):
         layer.load_state_dict(state)
+
+
+def both_tables(rank, world, strategy):
+    """gather_all + index_add_all over two tables: 4 collectives per step for both."""
+    from w2v.embedding import gather_all, index_add_all
+
+    a = DistributedEmbedding(V, D, strategy, generator=torch.Generator().manual_seed(1))
+    b = DistributedEmbedding(V, D, strategy, generator=torch.Generator().manual_seed(2))
+    ids, grads = batches(world)
+    ia, ib = ids[rank].reshape(-1), ids[1 - rank].reshape(-1)[:5]
+    va, vb = grads[rank].reshape(-1, D), grads[1 - rank].reshape(-1, D)[:5]
+    rows = gather_all([(a, ia, None), (b, ib, torch.empty(5, D))])
+    index_add_all([(a, ia, va), (b, ib, vb)], alpha=0.25)
+    return {"rows": rows, "a": a.weight, "b": b.weight}
+
+
+@pytest.mark.parametrize("strategy", ["mod", "div"])
+def test_several_tables_share_their_exchanges(tmp_path, strategy):
+    got = run_ranks(both_tables, 2, tmp_path, strategy)
+    ref_a = DistributedEmbedding(V, D, strategy, generator=torch.Generator().manual_seed(1))
+    ref_b = DistributedEmbedding(V, D, strategy, generator=torch.Generator().manual_seed(2))
+    start_a, start_b = ref_a.weight.clone(), ref_b.weight.clone()
+    ids, grads = batches(2)
+    for r in range(2):
+        ia, ib = ids[r].reshape(-1), ids[1 - r].reshape(-1)[:5]
+        torch.testing.assert_close(got[r]["rows"][0], start_a[ia], rtol=0, atol=0)
+        torch.testing.assert_close(got[r]["rows"][1], start_b[ib], rtol=0, atol=0)
+        ref_a.index_add_(ia, grads[r].reshape(-1, D), alpha=0.25)
+        ref_b.index_add_(ib, grads[1 - r].reshape(-1, D)[:5], alpha=0.25)
+    for r in range(2):
+        torch.testing.assert_close(got[r]["a"], ref_a.weight, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(got[r]["b"], ref_b.weight, rtol=1e-6, atol=1e-6)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernel
-from .embedding import DistributedEmbedding, ShardedEmbedding
+from .embedding import DistributedEmbedding, ShardedEmbedding, gather_all, index_add_all
 
 
 class SkipGramNS(nn.Module):
@@ -163,8 +163,8 @@ class SGNSStep:
         ids[:b] = targets
         ids[b:] = negatives.reshape(-1)
         rows = self.out_rows[: b + nk]
-        self.model.input.gather(inputs, out=x)  # (B, D)
-        self.model.output.gather(ids, out=rows)  # (B + M K, D)
+        # One exchange for both tables when they are spread over processes.
+        gather_all([(self.model.input, inputs, x), (self.model.output, ids, rows)])  # (B, D), (B + M K, D)
         y, n = rows[:b], rows[b:].view(m, k, d)  # (B, D), (M, K, D)
         pos = torch.sum(torch.mul(x, y, out=self.dx[:b]), 1, out=self.pos[:b])  # (B,)
         neg = torch.bmm(x.view(m, g, d), n.transpose(1, 2), out=self.neg[:m])  # (M, G, K)
@@ -179,8 +179,7 @@ class SGNSStep:
         grad = self.out_grad[: b + nk]
         torch.mul(x, gpos.unsqueeze(1), out=grad[:b])  # g x
         torch.bmm(gneg.transpose(1, 2), x.view(m, g, d), out=grad[b:].view(m, k, d))  # sum_g g_k x
-        self.model.input.index_add_(inputs, dx)
-        self.model.output.index_add_(ids, grad)
+        index_add_all([(self.model.input, inputs, dx), (self.model.output, ids, grad)])
         return loss
 
 

@@ -17,7 +17,7 @@ in each shard, return them in id order.
 Nothing here knows about word2vec.
 """
 
-from w2v.embedding.distributed import DistributedEmbedding, merge_shards
+from w2v.embedding.distributed import DistributedEmbedding, gather_all, index_add_all, merge_shards
 from w2v.embedding.functional import MAX_NORM_MODES, embedding_lookup
 from w2v.embedding.module import INITS, ShardedEmbedding
 from w2v.embedding.partition import STRATEGIES, join_shards, route, shard_sizes, split_table
@@ -29,6 +29,8 @@ __all__ = [
     "STRATEGIES",
     "ShardedEmbedding",
     "embedding_lookup",
+    "gather_all",
+    "index_add_all",
     "join_shards",
     "merge_shards",
     "route",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -187,46 +187,11 @@ class DistributedEmbedding(nn.Module):
         """The row of each id in :meth:`flat_table` (the ids themselves)."""
         return ids
 
-    # -- the exchange ---------------------------------------------------------------------------
-    def _all_to_all(self, tensor: torch.Tensor, out_splits: List[int], in_splits: List[int]) -> torch.Tensor:
-        out = tensor.new_empty((sum(out_splits), *tensor.shape[1:]))
-        dist.all_to_all_single(out, tensor.contiguous(), out_splits, in_splits, group=self.group)
-        row_bytes = math.prod(tensor.shape[1:]) * tensor.element_size()
-        self.sent_bytes += (sum(in_splits) - in_splits[self.rank]) * row_bytes
-        return out
-
+    # -- the exchange (one table; see route_all, gather_all, index_add_all for several) -------------
     def route(self, ids: torch.Tensor) -> Route:
         """Send this batch's unique ids to their owners (a collective); reused for the same ``ids``."""
-        last = self._route
-        if last is not None and last.ids is ids and last.version == ids._version:
-            return last
-        check_ids(ids, self.num_embeddings)
-        unique, inverse = torch.unique(ids, return_inverse=True)
-        order, send, rows = self._layout.group(unique)
-        if order is None:
-            pos = inverse
-        else:  # the unique ids travel grouped by owner: where does each one end up?
-            slot = torch.empty_like(order)
-            slot[order] = torch.arange(order.numel(), device=order.device)
-            pos = slot[inverse]
-        counts = torch.tensor(send, dtype=torch.int64, device=ids.device)
-        recv_counts = torch.empty_like(counts)
-        dist.all_to_all_single(recv_counts, counts, group=self.group)
-        recv = recv_counts.tolist()
-        served = self._all_to_all(rows, recv, send)
-        self._route = Route(ids, ids._version, pos, unique.numel(), send, recv, served)
-        return self._route
+        return route_all([(self, ids)])[0]
 
-    def _fetch(self, route: Route) -> torch.Tensor:
-        """The unique ids' rows, ``(num_unique, D)``, in routed order."""
-        return self._all_to_all(self.shards[0].detach().index_select(0, route.rows), route.send, route.recv)
-
-    def _push(self, route: Route, values: torch.Tensor) -> torch.Tensor:
-        """Sum ``values`` ``(n, D)`` per unique id and send the sums to the owners; the owners' rows arrive."""
-        summed = values.new_zeros(route.num_unique, values.shape[1]).index_add_(0, route.pos, values)
-        return self._all_to_all(summed, route.recv, route.send)
-
-    # -- lookups and updates --------------------------------------------------------------------
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows of ``ids`` (any shape), differentiable with respect to the local shard."""
         ids = as_ids(ids, device=self.shards[0].device)
@@ -241,10 +206,7 @@ class DistributedEmbedding(nn.Module):
     @torch.no_grad()
     def gather(self, ids: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Rows of 1-D ``ids`` without autograd, optionally into ``out`` (a collective)."""
-        if self.world_size == 1:
-            return torch.index_select(self.shards[0], 0, ids, out=out)
-        route = self.route(ids)
-        return torch.index_select(self._fetch(route), 0, route.pos, out=out)
+        return gather_all([(self, ids, out)])[0]
 
     @torch.no_grad()
     def index_add_(self, ids: torch.Tensor, values: torch.Tensor, alpha: float = 1) -> None:
@@ -252,11 +214,7 @@ class DistributedEmbedding(nn.Module):
 
         Right after :meth:`gather` of the same ``ids`` tensor, its route is reused.
         """
-        if self.world_size == 1:
-            self.shards[0].index_add_(0, ids, values, alpha=alpha)
-            return
-        route = self.route(ids)
-        self.shards[0].index_add_(0, route.rows, self._push(route, values), alpha=alpha)
+        index_add_all([(self, ids, values)], alpha)
 
     def extra_repr(self) -> str:
         s = f"{self.num_embeddings}, {self.embedding_dim}, partition_strategy={self.partition_strategy!r}"
@@ -295,6 +253,128 @@ class DistributedEmbedding(nn.Module):
         self._route = None
 
 
+def _cached(layer: DistributedEmbedding, ids: torch.Tensor) -> Optional[Route]:
+    last = layer._route
+    return last if last is not None and last.ids is ids and last.version == ids._version else None
+
+
+def _exchange(layers, tensors: List[torch.Tensor], send: List[List[int]], recv: List[List[int]]) -> List[torch.Tensor]:
+    """One ``all_to_all`` for several tables: ``tensors[t]`` is grouped by destination rank
+    (``send[t][k]`` rows for rank ``k``); returns each table's rows received, grouped by
+    source rank (``recv[t][k]`` from rank ``k``). Counts bytes sent to other ranks."""
+    first, world = layers[0], layers[0].world_size
+    pieces = [x.split(n) for x, n in zip(tensors, send)]
+    packed = torch.cat([pieces[t][k] for k in range(world) for t in range(len(tensors))]) if len(tensors) > 1 else tensors[0]
+    in_splits = [sum(n[k] for n in send) for k in range(world)]
+    out_splits = [sum(n[k] for n in recv) for k in range(world)]
+    got = packed.new_empty((sum(out_splits), *packed.shape[1:]))
+    dist.all_to_all_single(got, packed.contiguous(), out_splits, in_splits, group=first.group)
+    row_bytes = math.prod(packed.shape[1:]) * packed.element_size()
+    first.sent_bytes += (sum(in_splits) - in_splits[first.rank]) * row_bytes
+    if len(tensors) == 1:
+        return [got]
+    blocks = got.split([recv[t][k] for k in range(world) for t in range(len(tensors))])
+    return [torch.cat([blocks[k * len(tensors) + t] for k in range(world)]) for t in range(len(tensors))]
+
+
+def route_all(requests: Sequence[Tuple[DistributedEmbedding, torch.Tensor]]) -> List[Route]:
+    """Route several tables' ids to their owners in two collectives (counts, then ids).
+
+    ``requests``: ``(layer, ids)`` pairs, layers of one process group. A layer whose last
+    route was for this very ``ids`` tensor (unchanged since) reuses it; all ranks must make
+    the same calls with the same pattern of reuse (as a training step does).
+    """
+    routes: List[Optional[Route]] = [_cached(layer, ids) for layer, ids in requests]
+    todo = [i for i, r in enumerate(routes) if r is None]
+    if not todo:
+        return routes
+    layers = [requests[i][0] for i in todo]
+    world = layers[0].world_size
+    parts = []
+    for i in todo:
+        layer, ids = requests[i]
+        check_ids(ids, layer.num_embeddings)
+        unique, inverse = torch.unique(ids, return_inverse=True)
+        order, send, rows = layer._layout.group(unique)
+        if order is None:
+            pos = inverse
+        else:  # the unique ids travel grouped by owner: where does each one end up?
+            slot = torch.empty_like(order)
+            slot[order] = torch.arange(order.numel(), device=order.device)
+            pos = slot[inverse]
+        parts.append((ids, pos, unique.numel(), send, rows))
+    counts = torch.tensor([[p[3][k] for p in parts] for k in range(world)], dtype=torch.int64, device=parts[0][4].device)
+    got = torch.empty_like(counts)
+    dist.all_to_all_single(got, counts.view(-1), group=layers[0].group)  # (W, T): what each rank sends us
+    recv = [[int(c) for c in col] for col in got.t().tolist()]
+    served = _exchange(layers, [p[4] for p in parts], [p[3] for p in parts], recv)
+    for j, i in enumerate(todo):
+        ids, pos, num_unique, send, _ = parts[j]
+        routes[i] = layers[j]._route = Route(ids, ids._version, pos, num_unique, send, recv[j], served[j])
+    return routes
+
+
+def _fetch_all(layers, routes: List[Route]) -> List[torch.Tensor]:
+    """Each table's unique ids' rows, ``(num_unique, D)``, in routed order (one collective)."""
+    served = [layer.shards[0].detach().index_select(0, r.rows) for layer, r in zip(layers, routes)]
+    return _exchange(layers, served, [r.recv for r in routes], [r.send for r in routes])
+
+
+def _push_all(layers, routes: List[Route], values: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Sum each table's ``values`` per unique id and send the sums to the owners (one collective);
+    returns the gradients of each table's local rows (``routes[t].rows``)."""
+    summed = [v.new_zeros(r.num_unique, v.shape[1]).index_add_(0, r.pos, v) for r, v in zip(routes, values)]
+    return _exchange(layers, summed, [r.send for r in routes], [r.recv for r in routes])
+
+
+@torch.no_grad()
+def gather_all(requests: Sequence[Tuple[nn.Module, torch.Tensor, Optional[torch.Tensor]]]) -> List[torch.Tensor]:
+    """Rows of several tables at once: ``(layer, ids, out)`` each, ``out`` optional.
+
+    Distributed layers of one group share their collectives (3 for any number of tables,
+    the route then the rows); any other layer (a :class:`~w2v.embedding.ShardedEmbedding`,
+    a world of one) gathers on its own.
+    """
+    results: List[Optional[torch.Tensor]] = [None] * len(requests)
+    remote = [i for i, (layer, _, _) in enumerate(requests) if getattr(layer, "world_size", 1) > 1]
+    for i, (layer, ids, out) in enumerate(requests):
+        if i in remote:
+            continue
+        if isinstance(layer, DistributedEmbedding):  # a world of one: the local table
+            results[i] = torch.index_select(layer.shards[0], 0, ids, out=out)
+        else:
+            results[i] = layer.gather(ids, out=out)
+    if remote:
+        layers = [requests[i][0] for i in remote]
+        routes = route_all([(requests[i][0], requests[i][1]) for i in remote])
+        for i, route, rows in zip(remote, routes, _fetch_all(layers, routes)):
+            results[i] = torch.index_select(rows, 0, route.pos, out=requests[i][2])
+    return results
+
+
+@torch.no_grad()
+def index_add_all(requests: Sequence[Tuple[nn.Module, torch.Tensor, torch.Tensor]], alpha: float = 1) -> None:
+    """``layer.index_add_(ids, values, alpha)`` for several tables at once (see :func:`gather_all`).
+
+    Distributed layers reuse the routes of a :func:`gather_all` of the same ids tensors, so
+    the update costs one collective for all of them.
+    """
+    remote = [i for i, (layer, _, _) in enumerate(requests) if getattr(layer, "world_size", 1) > 1]
+    for i, (layer, ids, values) in enumerate(requests):
+        if i in remote:
+            continue
+        if isinstance(layer, DistributedEmbedding):  # a world of one: the local table
+            layer.shards[0].index_add_(0, ids, values, alpha=alpha)
+        else:
+            layer.index_add_(ids, values, alpha=alpha)
+    if remote:
+        layers = [requests[i][0] for i in remote]
+        routes = route_all([(requests[i][0], requests[i][1]) for i in remote])
+        grads = _push_all(layers, routes, [requests[i][2] for i in remote])
+        for layer, route, grad in zip(layers, routes, grads):
+            layer.shards[0].index_add_(0, route.rows, grad, alpha=alpha)
+
+
 def merge_shards(states: List[dict], prefix: str = "") -> dict:
     """The state of a :class:`~w2v.embedding.ShardedEmbedding` from every rank's state.
 
@@ -319,7 +399,7 @@ class _Lookup(torch.autograd.Function):
     def forward(ctx, layer: DistributedEmbedding, route: Route, shard: torch.Tensor) -> torch.Tensor:
         ctx.layer, ctx.route = layer, route
         ctx.shape, ctx.dtype, ctx.device = shard.shape, shard.dtype, shard.device
-        return layer._fetch(route).index_select(0, route.pos)
+        return _fetch_all([layer], [route])[0].index_select(0, route.pos)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -327,7 +407,7 @@ class _Lookup(torch.autograd.Function):
         grad = grad.contiguous()
         if layer.padding_idx is not None:
             grad = grad.masked_fill((route.ids == layer.padding_idx).unsqueeze(1), 0)
-        values = layer._push(route, grad)  # (sum(recv), D): gradients of this rank's rows
+        values = _push_all([layer], [route], [grad])[0]  # (sum(recv), D): gradients of this rank's rows
         if layer.sparse:
             g = torch.sparse_coo_tensor(route.rows.unsqueeze(0), values, ctx.shape).coalesce()
         else:
