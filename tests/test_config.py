@@ -49,6 +49,10 @@ def test_experiment_debug_overrides():
         ("train", "checkpoint_every_minutes", -1.0, "train.checkpoint_every_minutes"),
         ("train", "checkpoint_every_words", -1, "train.checkpoint_every_words"),
         ("train", "keep_checkpoints", -1, "train.keep_checkpoints"),
+        ("train", "hot_rows", "clip", "train.hot_rows"),
+        ("train", "hot_rows_trust", 0.0, "train.hot_rows_trust"),
+        ("train", "sub_batch", 100, "train.sub_batch"),
+        ("train", "dist_timeout_seconds", 0.0, "train.dist_timeout_seconds"),
     ],
 )
 def test_invalid_values_name_the_key(section, key, value, message):
@@ -66,3 +70,13 @@ def test_checkpoint_and_resume_keys_compose():
     assert cfg.train.resume == "outputs/run" and cfg.export.dir == "/tmp/vectors"
     defaults = compose_cfg()
     assert defaults.train.checkpoint_every_minutes is None and defaults.train.resume is None and defaults.export.dir is None
+
+
+def test_hot_row_keys_compose_and_the_kernel_refuses_them():
+    cfg = compose_cfg(["train.hot_rows=trust", "train.sub_batch=16384", "train.batch_size=262144"])
+    validate(cfg)
+    assert (cfg.train.hot_rows, cfg.train.sub_batch, cfg.train.hot_rows_trust) == ("trust", 16384, 2.0)
+    cfg = Config()
+    cfg.train.kernel, cfg.train.hot_rows = "fused", "trust"
+    with pytest.raises(ValueError, match="train.kernel=torch"):
+        validate(cfg)

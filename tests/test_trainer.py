@@ -164,3 +164,17 @@ def test_default_cpu_training_is_bitwise_deterministic_for_any_thread_count(plan
     assert torch.equal(a.input.weight, b.input.weight) and torch.equal(a.output.weight, b.output.weight)
     assert torch.equal(a.input.weight, three.input.weight)
     assert topic_precision(a, vocab, groups) >= 0.9
+
+
+def test_hot_row_settings_select_the_torch_step_and_reach_it(planted, cache_dir):
+    corpus_path, _ = planted
+    corpus = load_corpus(str(corpus_path), Tokenizer(), cache_dir=cache_dir)
+    vocab = Vocab.from_counts(zip(corpus.types, corpus.counts.tolist()), 1)
+    cfg = TrainConfig(epochs=1, batch_size=4096, shared_negatives=8, lr=0.05, workers=1, hot_rows="trust", sub_batch=1024)
+    model = SkipGramNS(len(vocab), 16)
+    trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg, "cpu")
+    assert not trainer.fused  # the kernel applies the plain sum only
+    step = trainer._step()
+    assert (step.hot_rows, step.sub_batch, step.trust) == ("trust", 1024, 2.0)
+    result = trainer.fit()
+    assert np.isfinite(result.loss) and torch.isfinite(model.input.weight).all()

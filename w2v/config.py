@@ -51,6 +51,14 @@ class TrainConfig:
     # centers (see w2v.batching), which is what keeps quality while turning the negative
     # scores into small matrix products. 1 gives every pair its own negatives.
     shared_negatives: int = 32
+    # Hot rows of large batches (w2v.model.SGNSStep): each row's summed update is scaled by
+    # "sum" (1, word2vec's update; diverges past ~4k pairs), "trust" (damps only rows whose
+    # summed step would overshoot; for large GPU batches), "cap", "mean" or "sqrt". The
+    # CPU kernel does the plain sum, so anything else runs the torch step.
+    hot_rows: str = "sum"
+    hot_rows_cap: float = 64.0  # hot_rows=cap: rows updated more often than this are damped
+    hot_rows_trust: float = 2.0  # hot_rows=trust: the load past which a row is damped
+    sub_batch: Optional[int] = None  # apply each batch as sequential sub-batches of this many pairs
     workers: int = 0  # CPU threads; 0: one per core
     # The CPU step: "auto" runs the compiled kernel (w2v.kernel; bitwise deterministic for
     # any thread count) when it builds, else the torch step; "fused" insists on the kernel;
@@ -108,6 +116,7 @@ class Config:
 
 EXPORT_FORMATS = ("bin", "txt", "npy", "pt")
 KERNELS = ("auto", "fused", "torch")
+HOT_ROWS = ("sum", "mean", "sqrt", "cap", "trust")  # w2v.model.HOT_ROWS
 
 
 def validate(cfg) -> None:
@@ -154,6 +163,22 @@ def validate(cfg) -> None:
         raise ValueError(f"train.dist_timeout_seconds must be > 0, got {cfg.train.dist_timeout_seconds}")
     if cfg.train.workers < 0:
         raise ValueError(f"train.workers must be >= 0 (0: one per core), got {cfg.train.workers}")
+    if cfg.train.hot_rows not in HOT_ROWS:
+        raise ValueError(f"unknown train.hot_rows {cfg.train.hot_rows!r}; use one of {HOT_ROWS}")
+    for key in ("hot_rows_cap", "hot_rows_trust"):
+        if not getattr(cfg.train, key) > 0:
+            raise ValueError(f"train.{key} must be > 0, got {getattr(cfg.train, key)}")
+    sub = cfg.train.sub_batch
+    if sub is not None and (sub <= 0 or sub % cfg.train.shared_negatives):
+        raise ValueError(
+            f"train.sub_batch={sub} must be a positive multiple of train.shared_negatives={cfg.train.shared_negatives} "
+            "(or null)"
+        )
+    if cfg.train.kernel == "fused" and (cfg.train.hot_rows != "sum" or sub is not None):
+        raise ValueError(
+            "the CPU kernel (train.kernel=fused) applies the plain sum: use train.kernel=torch with "
+            "train.hot_rows or train.sub_batch"
+        )
     if cfg.train.batch_size % cfg.train.shared_negatives:
         raise ValueError(
             f"train.batch_size={cfg.train.batch_size} must be a multiple of "

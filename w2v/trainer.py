@@ -185,7 +185,8 @@ class Trainer:
             self.num_workers = cfg.workers or os.cpu_count() or 1
             self.device_tokens = None
             kernel = getattr(cfg, "kernel", "auto")
-            if kernel != "torch":
+            plain = getattr(cfg, "hot_rows", "sum") == "sum" and getattr(cfg, "sub_batch", None) is None
+            if kernel != "torch" and plain:  # the kernel applies the plain sum only
                 why = FusedSGNS.unsupported(model)
                 if why and kernel == "fused":
                     raise ValueError(f"train.kernel=fused, but {why}; use train.kernel=auto or torch")
@@ -235,6 +236,15 @@ class Trainer:
         next chunk is handed out.
         """
         self._stop_signal = signum
+
+    def _step(self) -> SGNSStep:
+        """A torch step with the run's hot-row settings (one per worker)."""
+        cfg = self.cfg
+        return SGNSStep(
+            self.model, cfg.batch_size, cfg.shared_negatives, cfg.negatives,
+            hot_rows=getattr(cfg, "hot_rows", "sum"), cap=getattr(cfg, "hot_rows_cap", 64.0),
+            trust=getattr(cfg, "hot_rows_trust", 2.0), sub_batch=getattr(cfg, "sub_batch", None),
+        )
 
     # -- one chunk -------------------------------------------------------------------
     def _chunk_ids(self, a: int, b: int) -> torch.Tensor:
@@ -354,7 +364,7 @@ class Trainer:
 
         def work(w: int) -> None:
             try:
-                step = SGNSStep(self.model, cfg.batch_size, cfg.shared_negatives, cfg.negatives)
+                step = self._step()
                 gen = torch.Generator(device=self.device)
                 while not stop.is_set():
                     with lock:
@@ -478,7 +488,7 @@ class Trainer:
         stop is due on any rank. Rounds finish whole, so the finished chunks stay a prefix.
         """
         cfg, world, rank = self.cfg, self.world_size, self.rank
-        step = SGNSStep(self.model, cfg.batch_size, cfg.shared_negatives, cfg.negatives)
+        step = self._step()
         gen = torch.Generator(device=self.device)
         stat = stats[0]
         group, per_batch = cfg.shared_negatives, cfg.batch_size // cfg.shared_negatives
