@@ -67,3 +67,14 @@ def test_sharded_step_equals_one_shard(num_shards, strategy):
 def test_batch_size_must_be_a_group_multiple():
     with pytest.raises(ValueError, match="multiple"):
         SGNSStep(setup(), 30, 8, 2)
+
+
+def test_seeded_initialisation_is_the_same_for_any_layout():
+    tables = []
+    for kw in ({}, {"num_shards": 3, "partition_strategy": "div"}, {"num_shards": 4}, {"distributed": True}):
+        model = SkipGramNS(1000, 12, **kw)
+        model.reset_parameters(torch.Generator().manual_seed(5))
+        tables.append(model.input.weight.detach())
+        assert not model.output.weight.any()
+    assert all(torch.equal(tables[0], t) for t in tables[1:])
+    assert tables[0].abs().max() <= 0.5 / 12 and tables[0].std() > 0.01

@@ -71,13 +71,11 @@ class SkipGramNS(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
-        """word2vec's initialisation; with a generator, reproducible for any sharding."""
-        if generator is None:
-            self.input.reset_parameters("word2vec_input")
-        else:
-            bound = 0.5 / self.input.embedding_dim
-            table = torch.rand(self.input.num_embeddings, self.input.embedding_dim, generator=generator)
-            self.input.copy_table_(table.mul_(2).sub_(1).mul_(bound))
+        """word2vec's initialisation; with a generator, the same table for any sharding and world size.
+
+        The input table is drawn block by block in id order, so memory stays bounded for any vocabulary.
+        """
+        self.input.reset_parameters("word2vec_input", generator=generator)
         self.output.reset_parameters("zeros")
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:

@@ -124,7 +124,8 @@ class DistributedEmbedding(nn.Module):
             block = max(1, (1 << 22) // max(self.embedding_dim, 1))
             for start in range(0, self.num_embeddings, block):
                 stop = min(start + block, self.num_embeddings)
-                rows = torch.empty(stop - start, self.embedding_dim, dtype=shard.dtype)
+                where = shard.device if generator is None else generator.device
+                rows = torch.empty(stop - start, self.embedding_dim, dtype=shard.dtype, device=where)
                 if init == "normal":
                     rows.normal_(generator=generator)
                 else:

@@ -169,16 +169,19 @@ class ShardedEmbedding(nn.Module):
         layer.requires_grad_(not freeze)
         return layer
 
-    def reset_parameters(self, init: str = "normal") -> None:
+    def reset_parameters(self, init: str = "normal", generator: Optional[torch.Generator] = None) -> None:
         """Re-draw the table; the padding row, if any, becomes zero.
 
         The table is drawn in global id order, block by block, so a given RNG state gives
-        the same table for any shard count and strategy.
+        the same table for any shard count and strategy (and for a
+        :class:`~w2v.embedding.DistributedEmbedding` of any world size), in bounded memory.
 
         Args:
             init: ``"normal"``: N(0, 1), ``nn.Embedding``'s; ``"word2vec_input"``:
                 U(-0.5/D, 0.5/D), word2vec.c's input vectors; ``"zeros"``: word2vec.c's
                 output vectors.
+            generator: the random generator (a CPU one: the blocks are drawn there);
+                ``None``: torch's default, on the shards' device.
         """
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; use one of {INITS}")
@@ -192,12 +195,16 @@ class ShardedEmbedding(nn.Module):
             for start in range(0, self.num_embeddings if init != "zeros" else 0, block):
                 stop = min(start + block, self.num_embeddings)
                 # Where the table's block is one slice of the buffer, draw into it directly.
-                rows = flat[start:stop] if direct else first.new_empty(stop - start, self.embedding_dim)
+                here = direct and generator is None  # a generator draws on its own device
+                where = first.device if generator is None else generator.device
+                rows = flat[start:stop] if here else torch.empty(stop - start, self.embedding_dim, dtype=first.dtype, device=where)
                 if init == "normal":
-                    rows.normal_()
+                    rows.normal_(generator=generator)
                 else:
-                    rows.uniform_(-0.5 / self.embedding_dim, 0.5 / self.embedding_dim)
-                if not direct:
+                    rows.uniform_(-0.5 / self.embedding_dim, 0.5 / self.embedding_dim, generator=generator)
+                if direct and not here:
+                    flat[start:stop].copy_(rows)
+                elif not direct:
                     self._copy_rows(torch.arange(start, stop, device=first.device), rows)
             if init == "zeros":
                 for p in self.shards:
