@@ -19,21 +19,21 @@ pytestmark = pytest.mark.skipif(
 V, D, G, K, B = 300, 20, 8, 5, 64
 
 
-def tables(num_shards=1, strategy="mod", seed=0):
-    model = SkipGramNS(V, D, num_shards, strategy)
+def tables(num_shards=1, strategy="mod", seed=0, dim=D):
+    model = SkipGramNS(V, dim, num_shards, strategy)
     gen = torch.Generator().manual_seed(seed)
     model.reset_parameters(gen)
     with torch.no_grad():  # a trained-looking output table, so every term matters
-        model.output.index_add_(torch.arange(V), torch.randn(V, D, generator=gen) * 0.3)
+        model.output.index_add_(torch.arange(V), torch.randn(V, dim, generator=gen) * 0.3)
     return model
 
 
-def pairs(n_batches, seed=1):
+def pairs(n_batches, seed=1, k=K):
     gen = torch.Generator().manual_seed(seed)
     p = n_batches * B - G  # the last batch is short
     zipf = torch.distributions.Categorical(probs=1.0 / torch.arange(1, V + 1)).sample
     torch.manual_seed(seed)
-    return zipf((p,)), zipf((p,)), torch.randint(0, V, (p // G, K), generator=gen)
+    return zipf((p,)), zipf((p,)), torch.randint(0, V, (p // G, k), generator=gen)
 
 
 def run_fused(model, x, c, n, lrs, threads=1):
@@ -54,6 +54,45 @@ def test_fused_step_equals_the_torch_step():
     assert torch.allclose(fused.output.weight, ref.output.weight, atol=1e-6)
     assert not torch.equal(fused.input.weight, tables().input.weight)  # it did train
     assert np.allclose(got, losses, rtol=1e-5)
+
+
+def torch_steps(model, x, c, n, lrs, k=K):
+    step = SGNSStep(model, B, G, k)
+    for j, lr in enumerate(lrs):
+        s = slice(j * B, (j + 1) * B)
+        step(x[s], c[s], n[j * B // G : (j + 1) * B // G], float(np.float32(lr)))
+
+
+@pytest.mark.parametrize("dim,k", [(37, 11), (3, 1)])
+def test_any_row_width_and_negative_count(dim, k):
+    # 37 = 2 x 16 + 4 + 1 and 3 floats walk every block size of a row; 11 negatives (12
+    # scores) take two register passes.
+    x, c, n = pairs(3, k=k)
+    lrs = [0.05, 0.03, 0.01]
+    ref, one, many = tables(dim=dim), tables(dim=dim), tables(dim=dim)
+    torch_steps(ref, x, c, n, lrs, k)
+    run_fused(one, x, c, n, lrs)
+    run_fused(many, x, c, n, lrs, threads=3)
+    assert torch.allclose(one.input.weight, ref.input.weight, atol=1e-6)
+    assert torch.allclose(one.output.weight, ref.output.weight, atol=1e-6)
+    assert torch.equal(one.input.weight, many.input.weight)
+    assert torch.equal(one.output.weight, many.output.weight)
+
+
+def test_saturated_scores_train_like_the_torch_step():
+    # Scores in the hundreds: the kernel's sigmoid clamps where exp would overflow.
+    x, c, n = pairs(2)
+    lrs = [0.05, 0.03]
+    ref, fused = tables(), tables()
+    for model in (ref, fused):
+        with torch.no_grad():
+            model.input.weight.mul_(300)
+            model.output.weight.mul_(10)
+    torch_steps(ref, x, c, n, lrs)
+    losses = run_fused(fused, x, c, n, lrs)
+    assert np.isfinite(losses).all()
+    assert torch.allclose(fused.input.weight, ref.input.weight, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(fused.output.weight, ref.output.weight, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("threads", [2, 3, 7])
