@@ -15,6 +15,11 @@ scores, gradients: the lookups) and "updates" (writing the rows), each as wall t
 including the wait for the slowest thread.
 
     python scripts/bench.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --epochs 1
+
+On a GPU (the step's large-batch settings; gensim still runs on the CPU threads):
+
+    python scripts/bench.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --device cuda \
+        --dim 300 --batch-size 262144 --hot-rows trust --sub-batch 16384 --chunk-tokens 1048576
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ def run_w2v(enc, args):
         epochs=args.epochs, window=args.window, negatives=args.negatives, sample=args.sample,
         lr=args.lr, min_lr=args.min_lr, batch_size=args.batch_size, shared_negatives=args.shared_negatives,
         workers=args.workers, seed=args.seed, chunk_tokens=args.chunk_tokens, kernel=args.kernel,
+        hot_rows=args.hot_rows, sub_batch=args.sub_batch,
     )
     model = SkipGramNS(len(vocab), args.dim, device=args.device)
     model.reset_parameters(torch.Generator().manual_seed(args.seed))
@@ -104,6 +110,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-tokens", type=int, default=TrainConfig.chunk_tokens)
     p.add_argument("--kernel", default=TrainConfig.kernel, choices=["auto", "fused", "torch"], help="the CPU step")
+    p.add_argument("--hot-rows", default=TrainConfig.hot_rows, help="train.hot_rows (large batches: trust)")
+    p.add_argument("--sub-batch", type=int, default=None, help="train.sub_batch (large batches: 16384)")
     p.add_argument("--skip-gensim", action="store_true")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)

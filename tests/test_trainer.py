@@ -178,3 +178,14 @@ def test_hot_row_settings_select_the_torch_step_and_reach_it(planted, cache_dir)
     assert (step.hot_rows, step.sub_batch, step.trust) == ("trust", 1024, 2.0)
     result = trainer.fit()
     assert np.isfinite(result.loss) and torch.isfinite(model.input.weight).all()
+
+
+def test_all_finite_checks_every_block():
+    from w2v.trainer import all_finite
+
+    table = torch.zeros(1000, 7)
+    assert all_finite(table, block_bytes=64) and all_finite(torch.zeros(0, 7))
+    for row in (0, 517, 999):
+        bad = table.clone()
+        bad[row, 3] = float("nan") if row % 2 else float("inf")
+        assert not all_finite(bad, block_bytes=64)

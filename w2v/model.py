@@ -62,10 +62,11 @@ class SkipGramNS(nn.Module):
                     f"model.num_shards={num_shards} splits a table inside one process; with several processes "
                     "each rank holds one shard of each table: leave model.num_shards=1"
                 )
-            self.input = DistributedEmbedding(num_embeddings, embedding_dim, partition_strategy, device=device)
-            self.output = DistributedEmbedding(num_embeddings, embedding_dim, partition_strategy, device=device)
+            kw = dict(device=device, init="zeros")  # drawn once, below
+            self.input = DistributedEmbedding(num_embeddings, embedding_dim, partition_strategy, **kw)
+            self.output = DistributedEmbedding(num_embeddings, embedding_dim, partition_strategy, **kw)
         else:
-            kw = dict(num_shards=num_shards, partition_strategy=partition_strategy, device=device)
+            kw = dict(num_shards=num_shards, partition_strategy=partition_strategy, device=device, init="zeros")
             self.input = ShardedEmbedding(num_embeddings, embedding_dim, **kw)
             self.output = ShardedEmbedding(num_embeddings, embedding_dim, **kw)
         self.reset_parameters()
