@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -93,12 +94,19 @@ def _rank_main(rank, world, port, folder, cfg, die_after):
         json.dump(outcome, f, default=str)
 
 
-def run_two(cfg, folder, die_after=0, timeout=180):
+def run_two(cfg, folder, die_after=0, timeout=180, signal_rank1_after=None):
+    """Two ranks of ``train``; with ``signal_rank1_after``, SIGTERM to rank 1 once that glob of
+    ``folder/run`` exists."""
     ctx = mp.get_context("spawn")
     port = free_port()
     procs = [ctx.Process(target=_rank_main, args=(r, 2, port, str(folder), cfg, die_after)) for r in range(2)]
     for p in procs:
         p.start()
+    if signal_rank1_after:
+        deadline = time.monotonic() + timeout
+        while not list((folder / "run").glob(signal_rank1_after)) and time.monotonic() < deadline and procs[1].is_alive():
+            time.sleep(0.01)
+        os.kill(procs[1].pid, signal.SIGTERM)
     for p in procs:
         p.join(timeout)
     alive = [p for p in procs if p.is_alive()]
@@ -176,3 +184,24 @@ def test_one_process_runs_the_same_steps_with_the_distributed_layer(planted, cac
         trainer.fit()
         tables.append((model.input.weight.detach().clone(), model.output.weight.detach().clone()))
     assert torch.equal(tables[0][0], tables[1][0]) and torch.equal(tables[0][1], tables[1][1])
+
+
+def test_a_signal_to_one_rank_stops_both_at_the_same_checkpoint(planted, cache_dir, tmp_path):
+    corpus, _ = planted
+    cfg = small_config(corpus, cache_dir, epochs=40, chunk_tokens=4096, kernel="torch", workers=1)
+    cfg.train.checkpoint_every_words = 100_000
+    procs, outcomes = run_two(cfg, tmp_path, signal_rank1_after="checkpoints/checkpoint-*.rank1of2.pt")
+    assert [o["type"] for o in outcomes] == ["TrainingInterrupted", "TrainingInterrupted"], outcomes
+    folder = tmp_path / "run" / "checkpoints"
+    last = {r: sorted(folder.glob(f"*.rank{r}of2.pt"))[-1].name.split(".")[0] for r in range(2)}
+    assert last[0] == last[1]  # both ranks stopped after the same round and saved it
+    words = int(last[0].split("-")[1])
+    assert 0 < words < 40 * 60_000 and not (tmp_path / "run" / "vectors.bin").exists()
+    # Two ranks pick the run up from its folder and finish it.
+    cfg.train.resume = str(tmp_path / "run")
+    again = tmp_path / "again"
+    again.mkdir()
+    procs, outcomes = run_two(cfg, again)
+    assert all(o["ok"] for o in outcomes), outcomes
+    assert outcomes[0]["metrics"]["resumed_from"].endswith(f"{last[0]}.rank0of2.pt")
+    assert load_checkpoint(again / "run" / "checkpoint.pt")["state"]["finished"]
