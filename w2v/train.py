@@ -418,11 +418,15 @@ def main() -> None:
             sys.exit(PEER_FAILURE_EXIT)
         except TrainingInterrupted as e:
             by = signal.Signals(e.signum).name if e.signum else "request"
-            print(
-                f"stopped by {by} at epoch {e.state.epoch + 1}, {e.state.words:,} words; "
-                f"checkpoint saved to {e.checkpoint}; continue with train.resume={e.checkpoint}",
-                file=sys.stderr,
-            )
+            rank, world = parallel.rank_and_size()
+            # Over several processes every rank saved its own file; the run folder names them all.
+            where = e.checkpoint if world == 1 else Path(e.checkpoint).parent.parent
+            if rank == 0:
+                print(
+                    f"stopped by {by} at epoch {e.state.epoch + 1}, {e.state.words:,} words; "
+                    f"checkpoint saved to {e.checkpoint}; continue with train.resume={where}",
+                    file=sys.stderr,
+                )
             sys.exit(128 + e.signum)
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
