@@ -18,6 +18,7 @@ LAYERS = {
     "embedding": 3,
     "kernel": 3,
     "model": 4,
+    "state": 4,
     "checkpoint": 5,
     "trainer": 5,
     "formats": 6,
