@@ -187,17 +187,19 @@ class Trainer:
         stats.spent("batch generation", drawn - began)
         group = cfg.shared_negatives
         per_batch = cfg.batch_size // group
-        chunk_loss = 0.0
+        # Measured losses add up on the device: one host sync per chunk, none per step.
+        summed = torch.zeros((), dtype=torch.float64, device=self.device)
         for j, (c, x) in enumerate(batches(centers, contexts, cfg.batch_size, group)):
             lr = self._batch_lr(epoch, index, j, centers.numel())
             negs = noise[j * per_batch : j * per_batch + c.numel() // group]
             measure = j % cfg.log_every == 0
             loss = step(x, c, negs, lr, with_loss=measure)
             if measure:
-                chunk_loss += float(loss)
+                summed += loss
                 stats.loss_pairs += c.numel()
             stats.pairs += c.numel()
             stats.lr = lr
+        chunk_loss = float(summed)
         if not math.isfinite(chunk_loss):  # the first batch of a chunk is always measured
             raise TrainingDiverged(
                 f"the loss became {chunk_loss} in epoch {epoch + 1}; lower train.lr "
@@ -419,7 +421,7 @@ class Trainer:
             del todo[-len(chunks):]
             began = time.perf_counter()
             centers, contexts, noise = pairs
-            chunk_loss = 0.0
+            summed = torch.zeros((), dtype=torch.float64, device=self.device)  # one host sync per round
             for j in range(int(steps)):
                 a, b = min(j * cfg.batch_size, usable), min((j + 1) * cfg.batch_size, usable)
                 measure = b > a and j % cfg.log_every == 0
@@ -428,10 +430,11 @@ class Trainer:
                 loss = step(contexts[a:b], centers[a:b], negs, lr, with_loss=measure)
                 self.global_step += 1
                 if measure:
-                    chunk_loss += float(loss)
+                    summed += loss
                     stat.loss_pairs += b - a
                 stat.pairs += b - a
                 stat.lr = lr
+            chunk_loss = float(summed)
             stat.spent("step", time.perf_counter() - began)
             if not math.isfinite(chunk_loss):
                 raise TrainingDiverged(
