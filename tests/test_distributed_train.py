@@ -205,3 +205,29 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_checkpoint(planted, cache_d
     assert all(o["ok"] for o in outcomes), outcomes
     assert outcomes[0]["metrics"]["resumed_from"].endswith(f"{last[0]}.rank0of2.pt")
     assert load_checkpoint(again / "run" / "checkpoint.pt")["state"]["finished"]
+
+
+def test_two_ranks_resume_from_a_single_process_checkpoint(planted, cache_dir, tmp_path):
+    from w2v.train import train
+
+    corpus, groups = planted
+    cfg = small_config(corpus, cache_dir, epochs=2, chunk_tokens=4096, kernel="torch", workers=1)
+    cfg.train.checkpoint_every_words = 60_000
+    train(cfg, tmp_path / "run")
+    first = sorted((tmp_path / "run" / "checkpoints").glob("checkpoint-*.pt"))[0]
+    cfg.train.resume = str(first)
+    cfg.train.checkpoint_every_words = None
+    again = tmp_path / "two"
+    again.mkdir()
+    procs, outcomes = run_two(cfg, again)
+    assert all(o["ok"] for o in outcomes), outcomes
+    assert outcomes[0]["metrics"]["resumed_from"] == str(first)
+    end = load_checkpoint(again / "run" / "checkpoint.pt")
+    assert end["state"]["finished"] and end["state"]["words"] == 2 * 60_000
+    assert topic_accuracy_of(end, groups) > 0.9
+
+
+def topic_accuracy_of(ckpt, groups) -> float:
+    wv = WordVectors(ckpt["words"], ckpt["input"].numpy())
+    hits = [wv.most_similar(w, topn=1)[0][0] in group for group in groups for w in group]
+    return sum(hits) / len(hits)
