@@ -157,3 +157,16 @@ def test_without_a_compiler_the_kernel_says_why(tmp_path, env):
     assert out[0] == "True"
     assert ("cc" in out[1]) if "CC" in env else ("W2V_KERNEL" in out[1])
     assert not list(tmp_path.glob("*.so"))
+
+
+@pytest.mark.parametrize("n,window", [(0, 5), (1, 5), (2, 5), (7, 3), (1000, 5), (333, 1), (50, 10)])
+def test_window_pairs_in_c_equal_the_torch_ones(n, window):
+    from w2v.batching import window_pairs as torch_pairs, window_reach
+
+    g = torch.Generator().manual_seed(n + window)
+    tokens = torch.randint(0, 40, (n,), generator=g)
+    reach = window_reach(n, window, g)
+    centers, contexts = kernel.window_pairs(tokens, reach, window)
+    want_centers, want_contexts = torch_pairs(tokens, window, reach=reach)
+    assert torch.equal(centers, want_centers) and torch.equal(contexts, want_contexts)
+    assert centers.numel() > 0 or n < 2

@@ -24,14 +24,21 @@ def subsample(tokens: torch.Tensor, keep_prob: torch.Tensor, generator: torch.Ge
     return tokens[u < keep_prob[tokens]]
 
 
+def window_reach(n: int, window: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Each of ``n`` positions' window, drawn uniformly from ``1..window`` (int64 ``(n,)``)."""
+    return torch.randint(1, window + 1, (n,), generator=generator, device=device)
+
+
 def window_pairs(
-    tokens: torch.Tensor, window: int, generator: torch.Generator | None = None
+    tokens: torch.Tensor, window: int, generator: torch.Generator | None = None, reach: torch.Tensor | None = None
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """All skip-gram pairs of a token stream with word2vec's dynamic window.
 
     Each position draws its window ``b`` uniformly from ``1..window`` and pairs with every
     position at distance ``<= b`` on both sides. Pairs are ordered by offset: all distance-1
-    pairs to the right, then to the left, then distance 2, and so on.
+    pairs to the right, then to the left, then distance 2, and so on. ``reach``: the
+    windows, when already drawn (:func:`window_reach`; ``w2v.kernel.window_pairs`` takes
+    the same ones).
 
     Returns:
         ``(centers, contexts)``, each of shape ``(P,)``.
@@ -41,7 +48,8 @@ def window_pairs(
     [(10, 11), (11, 12), (11, 10), (12, 11)]
     """
     n = tokens.numel()
-    reach = torch.randint(1, window + 1, (n,), generator=generator, device=tokens.device)
+    if reach is None:
+        reach = window_reach(n, window, generator, tokens.device)
     centers, contexts = [], []
     for offset in range(1, min(window, n - 1) + 1):
         right = (reach[: n - offset] >= offset).nonzero().squeeze(1)  # i sees i + offset

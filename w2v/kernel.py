@@ -20,7 +20,7 @@ import platform
 import subprocess
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -94,6 +94,8 @@ def load() -> Optional[ctypes.CDLL]:
         p, i64 = ctypes.c_void_p, ctypes.c_int64
         lib.w2v_sgns_train.argtypes = [p, p, ctypes.c_int, p, p, p, i64, ctypes.c_int, ctypes.c_int, ctypes.c_int, p, p, p, ctypes.c_int, p]
         lib.w2v_sgns_train.restype = ctypes.c_int
+        lib.w2v_window_pairs.argtypes = [p, p, i64, ctypes.c_int, p, p]
+        lib.w2v_window_pairs.restype = i64
         _lib = lib
         return lib
 
@@ -160,3 +162,25 @@ def sgns_train(
     if rc != 0:
         raise MemoryError("the CPU kernel could not allocate its buffers")
     return losses[:nb]
+
+
+def window_pairs(tokens: torch.Tensor, reach: torch.Tensor, window: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`w2v.batching.window_pairs` in C, for given window reaches: ``(centers, contexts)``.
+
+    Args:
+        tokens: int64 CPU ids ``(N,)``; reach: each position's window, int64 ``(N,)``
+            (:func:`w2v.batching.window_reach`); window: the largest reach.
+    """
+    lib = load()
+    if lib is None:
+        raise RuntimeError(f"the CPU kernel is unavailable: {_why}")
+    tokens, reach = tokens.contiguous(), reach.contiguous()
+    if tokens.dtype != torch.int64 or reach.dtype != torch.int64 or tokens.device.type != "cpu":
+        raise ValueError("tokens and reach must be int64 CPU tensors")
+    n = tokens.numel()
+    if reach.numel() != n:
+        raise ValueError(f"reach has {reach.numel()} entries for {n} tokens")
+    capacity = 2 * max(min(window, n - 1), 0) * n
+    centers, contexts = torch.empty(capacity, dtype=torch.int64), torch.empty(capacity, dtype=torch.int64)
+    count = lib.w2v_window_pairs(tokens.data_ptr(), reach.data_ptr(), n, window, centers.data_ptr(), contexts.data_ptr())
+    return centers[:count], contexts[:count]

