@@ -101,7 +101,7 @@ def run(enc_tokens, vocab, rank_to_id, batch_size, method, args) -> dict:
         row["diverged"] = True
     # The fixed evaluation sample: the first pairs of the last chunk, drawn by its own seed.
     gen = torch.Generator()
-    centers, contexts, noise = trainer._chunk_pairs(0, len(trainer.chunks) - 1, gen)
+    centers, contexts, noise = trainer.plan.pairs(0, len(trainer.chunks) - 1, gen)
     p = min(65536, centers.numel() - centers.numel() % cfg.shared_negatives)
     with torch.no_grad():
         loss = model(contexts[:p], centers[:p], noise[: p // cfg.shared_negatives])

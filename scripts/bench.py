@@ -16,10 +16,10 @@ including the wait for the slowest thread.
 
     python scripts/bench.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --epochs 1
 
-On a GPU (the step's large-batch settings; gensim still runs on the CPU threads):
+On a GPU (the Triton step with its defaults; gensim, when installed, still runs on the CPU
+threads; ``scripts/bench_gpu.py`` measures the GPU steps alone, warm-up excluded):
 
-    python scripts/bench.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --device cuda \
-        --dim 300 --batch-size 262144 --hot-rows trust --sub-batch 16384 --chunk-tokens 1048576
+    python scripts/bench.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --device cuda --dim 300
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def run_w2v(enc, args):
     result = trainer.fit()
     vectors = model.input.weight.detach().cpu().numpy()
     profile = ", ".join(f"{part} {sec:.1f}s" for part, sec in result.profile.items())
-    step = "kernel" if trainer.fused else "torch step"
+    step = trainer.strategy.describe()
     print(f"w2v profile ({step}, {result.seconds:.1f}s wall): {profile}", flush=True)
     return result.words / result.seconds, result.seconds, vocab.index_to_key, vectors
 
@@ -109,13 +109,19 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-tokens", type=int, default=TrainConfig.chunk_tokens)
-    p.add_argument("--kernel", default=TrainConfig.kernel, choices=["auto", "fused", "torch"], help="the CPU step")
+    p.add_argument("--kernel", default=TrainConfig.kernel, choices=["auto", "fused", "torch", "triton"], help="train.kernel")
     p.add_argument("--hot-rows", default=TrainConfig.hot_rows, help="train.hot_rows (large batches: trust)")
     p.add_argument("--sub-batch", type=int, default=None, help="train.sub_batch (large batches: 16384)")
-    p.add_argument("--skip-gensim", action="store_true")
+    p.add_argument("--skip-gensim", action="store_true", help="(implied when gensim is not installed)")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
 
+    if not args.skip_gensim:
+        try:
+            import gensim  # noqa: F401
+        except ImportError:
+            print("gensim is not installed: w2v alone (pip install gensim for the comparison)", flush=True)
+            args.skip_gensim = True
     enc = load_corpus(args.corpus, Tokenizer())
     if args.device != "cpu":
         print(f"device {args.device}: {torch.cuda.get_device_name(args.device)}", flush=True)

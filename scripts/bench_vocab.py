@@ -6,7 +6,7 @@ the process's peak resident memory (CPU), words/s, and whether the tables stay f
 It checks that the vocabulary fits and trains; quality needs a real corpus (bench.py).
 
     python scripts/bench_vocab.py --vocab 3000000 --dim 300 --tokens 20000000            # CPU kernel
-    python scripts/bench_vocab.py --device cuda --batch-size 262144 --hot-rows trust --sub-batch 16384
+    python scripts/bench_vocab.py --device cuda                                          # the Triton step
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("--tokens", type=int, default=20_000_000)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--hot-rows", default="sum")
+    p.add_argument("--hot-rows", default=TrainConfig.hot_rows)
+    p.add_argument("--kernel", default=TrainConfig.kernel, help="train.kernel")
     p.add_argument("--sub-batch", type=int, default=None)
     p.add_argument("--chunk-tokens", type=int, default=TrainConfig.chunk_tokens)
     p.add_argument("--workers", type=int, default=0)
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
 
     ranks, counts = zipf_stream(args.vocab, args.tokens, 0)
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, hot_rows=args.hot_rows, sub_batch=args.sub_batch,
-                      chunk_tokens=args.chunk_tokens, workers=args.workers, progress=False)
+                      chunk_tokens=args.chunk_tokens, workers=args.workers, progress=False, kernel=args.kernel)
     device = torch.device(args.device)
     started = time.perf_counter()
     model = SkipGramNS(args.vocab, args.dim, device=device)
@@ -64,10 +65,11 @@ def main(argv=None) -> int:
     finite = all_finite(model.input.weight.detach()) and all_finite(model.output.weight.detach())
     table_gib = 2 * args.vocab * args.dim * 4 / 2**30
     if device.type == "cuda":
+        torch.cuda.synchronize(device)
         peak = f"peak device memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
     else:
         peak = f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
-    step = "kernel" if trainer.fused else f"torch step, hot_rows={args.hot_rows}, sub_batch={args.sub_batch}"
+    step = trainer.strategy.describe()
     print(f"vocab {args.vocab:,} x dim {args.dim} on {device} ({step}): tables {table_gib:.2f} GiB, {peak}; "
           f"setup {setup:.1f}s; {args.tokens:,} tokens at {result.words_per_sec:,.0f} words/s, "
           f"loss {result.loss:.3f}, tables finite: {finite}")

@@ -1,33 +1,83 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one go: the GPU tests, the large-batch GPU benchmark against
-# gensim, a 3M x 300 vocabulary on the device, and torchrun on NCCL. Output to stdout and,
-# when $OUT is set, to $OUT/gpu-checks.log.
+# Every GPU check and benchmark in one command, for a bare GPU machine (Python 3.12, torch,
+# triton, numpy, tensorboard, tqdm, pytest; no hydra, no gensim, no network). Prints one
+# table at the end; the whole log also goes to $OUT/gpu-checks.log when $OUT is set.
 #
-#   bash scripts/gpu_checks.sh [CORPUS]    # CORPUS: default the bundled 2M-word slice
+#   bash scripts/gpu_checks.sh [CORPUS]      # on the GPU machine, within ~8 minutes
+#   bash scripts/gpu_checks.sh --dry-run     # every step on the CPU, tiny sizes (Triton's interpreter); CI runs it
 #
-# The 20M-word corpus (47 MB) can travel to a lent GPU machine in a carried, git-ignored folder:
-#   mkdir -p .gpu && cp ../shared/data/enwiki-gutenberg-20m.txt.gz .gpu/ && echo /.gpu/ >> .git/info/exclude
-#   then run `bash scripts/gpu_checks.sh .gpu/enwiki-gutenberg-20m.txt.gz` there, carrying .gpu.
+# Before carrying the working tree to the GPU machine, here:
+#   bash scripts/device_wheels.sh                                  # hydra-core, omegaconf, antlr4 -> .whl/
+#   mkdir -p .gpu && cp ../shared/data/enwiki-gutenberg-20m.txt.gz .gpu/   # .gpu/ and .whl/ are git-ignored
+# and carry .whl and .gpu. The quality reference (the CPU kernel's analogy and WS-353 at the
+# same settings, 2 seeds) is scripts/gpu_reference.json, measured beforehand on a CPU:
+#   python scripts/bench_gpu.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --device cpu \
+#       --steps fused --seeds 0 1 --write-reference scripts/gpu_reference.json
 set -uo pipefail
 cd "$(dirname "$0")/.."
-corpus=${1:-data/enwiki-gutenberg-2m.txt.gz}
+dry=0
+if [ "${1:-}" = "--dry-run" ]; then dry=1; shift; fi
+corpus=${1:-.gpu/enwiki-gutenberg-20m.txt.gz}
 log=${OUT:-/tmp}/gpu-checks.log
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import hydra" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/w2v-site .whl/*.whl \
+    && export PYTHONPATH=/tmp/w2v-site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+failed=()
+step() {  # step NAME COMMAND...: run, remember a failure, go on
+  local name=$1; shift
+  echo "== $name"
+  "$@" || { echo "!! $name failed (exit $?)"; failed+=("$name"); }
+}
+
+if [ $dry = 1 ]; then
+  export TRITON_INTERPRET=1
+  dev=cpu
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  corpus=w2v/data/enwiki-gutenberg-2m.txt.gz; [ -f "$corpus" ] || corpus=data/enwiki-gutenberg-2m.txt.gz
+  bench=(--max-tokens 4000 --dims 16 --chunk-tokens 2048 --batch-size 256 --no-warmup)
+  vocab=(--vocab 3000 --dim 16 --tokens 20000 --chunk-tokens 4096 --batch-size 256)
+  threads=(--max-tokens 20000 --dims 16 --chunk-tokens 4096)
+  train=(data.corpus="$corpus" train.device=cpu train.kernel=triton train.epochs=1 train.progress=false
+         train.chunk_tokens=2048 train.batch_size=256 model.dim=16 data.min_count=1 eval.every_epoch=false
+         eval.analogies=null eval.similarity=null eval.projector_words=0 hydra.run.dir="$tmp/run")
+  tests=(-m gpu)
+  subset() { python3 - "$corpus" "$tmp/small.txt" <<'PY'
+import gzip, sys
+with gzip.open(sys.argv[1], "rt", encoding="utf-8") as f, open(sys.argv[2], "w", encoding="utf-8") as out:
+    out.write(" ".join(f.read(200_000).split()[:6000]))
+PY
+  }
+  subset && train[0]=data.corpus="$tmp/small.txt"
+else
+  dev=cuda
+  bench=()
+  vocab=(--vocab 3000000 --dim 300 --tokens 20000000)
+  threads=(--max-tokens 5000000 --dims 100)
+  train=(data.corpus="$corpus" train.epochs=1 train.progress=false eval.every_epoch=false hydra.run.dir=/tmp/gpu-run)
+  tests=(-m "gpu or not slow")
+fi
+
 {
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
-  echo "== the test suite, GPU tests included (-rs lists what was skipped)"
-  python -m pytest -q -rs tests/
-  echo "== dim 300, 262,144-pair batches in 16,384-pair sub-batches, hot_rows=trust, against gensim on the CPU"
-  python scripts/bench.py --corpus "$corpus" --device cuda --dim 300 --batch-size 262144 --hot-rows trust \
-      --sub-batch 16384 --chunk-tokens 1048576
-  echo "== the same, 16,384-pair batches (no sub-batches)"
-  python scripts/bench.py --corpus "$corpus" --device cuda --dim 300 --batch-size 16384 --hot-rows trust \
-      --chunk-tokens 1048576 --skip-gensim
-  echo "== 3M x 300 on the device"
-  python scripts/bench_vocab.py --device cuda --vocab 3000000 --dim 300 --tokens 20000000 --batch-size 262144 \
-      --hot-rows trust --sub-batch 16384 --chunk-tokens 1048576
-  echo "== torchrun, NCCL, one rank"
-  python -m torch.distributed.run --nproc_per_node=1 -m w2v.train data.corpus="$corpus" train.device=cuda \
-      train.epochs=1 train.progress=false train.batch_size=16384 train.hot_rows=trust hydra.run.dir=/tmp/gpu-nccl
+  date -u
+  if [ $dry = 0 ]; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; fi
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'gpu', torch.cuda.is_available() and torch.cuda.get_device_name())"
+  step "tests (${tests[*]})" python3 -m pytest -q -rs -p no:cacheprovider "${tests[@]}" tests/
+  step "fused Triton step and torch step, dim 100 and 300, steady state, against the CPU kernel's quality" \
+    python3 scripts/bench_gpu.py --corpus "$corpus" --device $dev --steps triton torch "${bench[@]}" --json "${OUT:-/tmp}/gpu-bench.json"
+  step "a 3M x 300 vocabulary on the device (peak memory)" \
+    python3 scripts/bench_vocab.py --device $dev --kernel triton "${vocab[@]}"
+  step "the default command (python -m w2v.train picks the device and the step)" \
+    python3 -m w2v.train "${train[@]}"
+  step "torchrun, one rank: collectives on $([ $dev = cuda ] && echo NCCL || echo gloo)" \
+    python3 -m torch.distributed.run --nproc_per_node=1 scripts/nccl_smoke.py --device $dev
+  for n in 1 2 4 8 16; do
+    [ $dry = 1 ] && [ $n -gt 2 ] && break
+    step "CPU kernel, $n thread(s)" python3 scripts/bench_gpu.py --corpus "$corpus" --device cpu --steps fused \
+      --workers $n --no-score --no-warmup "${threads[@]}"
+  done
+  if [ ${#failed[@]} -gt 0 ]; then echo "FAILED: ${failed[*]}"; else echo "all checks ran"; fi
 } 2>&1 | tee "$log"
+! grep -q '^!! ' "$log"

@@ -4,6 +4,7 @@ import torch
 from w2v.config import TrainConfig
 from w2v.corpus import Tokenizer, load_corpus
 from w2v.model import SkipGramNS
+from w2v.strategies.threads import torch_step
 from w2v.trainer import Trainer, learning_rate
 from w2v.vocab import Vocab
 
@@ -174,7 +175,8 @@ def test_hot_row_settings_select_the_torch_step_and_reach_it(planted, cache_dir)
     model = SkipGramNS(len(vocab), 16)
     trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg, "cpu")
     assert not trainer.fused  # the kernel applies the plain sum only
-    step = trainer._step()
+    assert trainer.strategy.name == "threads"
+    step = torch_step(model, trainer.cfg)
     assert (step.hot_rows, step.sub_batch, step.trust) == ("trust", 1024, 2.0)
     result = trainer.fit()
     assert np.isfinite(result.loss) and torch.isfinite(model.input.weight).all()

@@ -46,7 +46,8 @@ class TrainConfig:
     sample: float = 1e-3  # subsampling threshold of frequent words; 0 disables
     lr: float = 0.025
     min_lr: float = 0.0001
-    batch_size: int = 4096  # center/context pairs per step
+    # Center/context pairs per step; None: 4096 on the CPU, 16384 for the Triton step.
+    batch_size: Optional[int] = None
     # Pairs that share one set of negatives. Pairs in a group always have different
     # centers (see w2v.batching), which is what keeps quality while turning the negative
     # scores into small matrix products. 1 gives every pair its own negatives.
@@ -54,18 +55,26 @@ class TrainConfig:
     # Hot rows of large batches (w2v.model.SGNSStep): each row's summed update is scaled by
     # "sum" (1, word2vec's update; diverges past ~4k pairs), "trust" (damps only rows whose
     # summed step would overshoot; for large GPU batches), "cap", "mean" or "sqrt". The
-    # CPU kernel does the plain sum, so anything else runs the torch step.
-    hot_rows: str = "sum"
+    # CPU kernel does the plain sum, so anything else runs the torch step. "auto": "trust"
+    # for the Triton step (GPU), "sum" elsewhere.
+    hot_rows: str = "auto"
     hot_rows_cap: float = 64.0  # hot_rows=cap: rows updated more often than this are damped
     hot_rows_trust: float = 2.0  # hot_rows=trust: the load past which a row is damped
     sub_batch: Optional[int] = None  # apply each batch as sequential sub-batches of this many pairs
     workers: int = 0  # CPU threads; 0: one per core
-    # The CPU step: "auto" runs the compiled kernel (w2v.kernel; bitwise deterministic for
-    # any thread count) when it builds, else the torch step; "fused" insists on the kernel;
+    # The step (w2v.strategies): "auto" runs the fused Triton step on a GPU (w2v.triton_step)
+    # and the compiled CPU kernel (w2v.kernel; bitwise deterministic for any thread count)
+    # on the CPU, each when it can, else the torch step; "fused" insists on the CPU kernel,
+    # "triton" on the Triton step (on the CPU only under TRITON_INTERPRET=1, for tests);
     # "torch" runs the torch step on `workers` Hogwild threads (not bitwise reproducible
     # beyond one worker).
     kernel: str = "auto"
-    chunk_tokens: int = 65536  # tokens per unit of work handed to a worker
+    # The Triton step applies each batch's updates together (batch-synchronous, with the
+    # hot_rows damping); hogwild=True applies them as computed, one launch per chunk.
+    hogwild: bool = False
+    # Tokens per unit of work handed to a worker; None: 65536, or 2**20 for the Triton step
+    # on a GPU (fewer host reads). A resumed run must use the checkpoint's value.
+    chunk_tokens: Optional[int] = None
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     seed: int = 0
     log_every: int = 50  # steps between loss measurements and TensorBoard points
@@ -115,8 +124,8 @@ class Config:
 
 
 EXPORT_FORMATS = ("bin", "txt", "npy", "pt")
-KERNELS = ("auto", "fused", "torch")
-HOT_ROWS = ("sum", "mean", "sqrt", "cap", "trust")  # w2v.model.HOT_ROWS
+KERNELS = ("auto", "fused", "torch", "triton")
+HOT_ROWS = ("auto", "sum", "mean", "sqrt", "cap", "trust")  # w2v.model.HOT_ROWS, and auto
 
 
 def validate(cfg) -> None:
@@ -135,9 +144,11 @@ def validate(cfg) -> None:
     positive(cfg.train.epochs, "train.epochs")
     positive(cfg.train.window, "train.window")
     positive(cfg.train.negatives, "train.negatives")
-    positive(cfg.train.batch_size, "train.batch_size")
+    if cfg.train.batch_size is not None:
+        positive(cfg.train.batch_size, "train.batch_size")
     positive(cfg.train.shared_negatives, "train.shared_negatives")
-    positive(cfg.train.chunk_tokens, "train.chunk_tokens")
+    if cfg.train.chunk_tokens is not None:
+        positive(cfg.train.chunk_tokens, "train.chunk_tokens")
     positive(cfg.data.min_count, "data.min_count")
     if cfg.data.max_vocab_size is not None:
         positive(cfg.data.max_vocab_size, "data.max_vocab_size")
@@ -174,12 +185,21 @@ def validate(cfg) -> None:
             f"train.sub_batch={sub} must be a positive multiple of train.shared_negatives={cfg.train.shared_negatives} "
             "(or null)"
         )
-    if cfg.train.kernel == "fused" and (cfg.train.hot_rows != "sum" or sub is not None):
+    if cfg.train.kernel == "fused" and (cfg.train.hot_rows not in ("sum", "auto") or sub is not None):
         raise ValueError(
             "the CPU kernel (train.kernel=fused) applies the plain sum: use train.kernel=torch with "
             "train.hot_rows or train.sub_batch"
         )
-    if cfg.train.batch_size % cfg.train.shared_negatives:
+    if cfg.train.kernel == "triton" and cfg.train.hot_rows not in ("sum", "trust", "auto"):
+        raise ValueError(
+            f"the Triton step damps hot rows with sum or trust, not {cfg.train.hot_rows!r}: set train.hot_rows=trust "
+            "(or auto), or train.kernel=torch"
+        )
+    if cfg.train.kernel == "triton" and sub is not None:
+        raise ValueError("the Triton step applies batches in order already: set train.sub_batch=null, or train.kernel=torch")
+    if cfg.train.hogwild and cfg.train.hot_rows not in ("sum", "auto"):
+        raise ValueError(f"train.hogwild=true applies the plain sum: set train.hot_rows=sum, or train.hogwild=false")
+    if cfg.train.batch_size is not None and cfg.train.batch_size % cfg.train.shared_negatives:
         raise ValueError(
             f"train.batch_size={cfg.train.batch_size} must be a multiple of "
             f"train.shared_negatives={cfg.train.shared_negatives}"

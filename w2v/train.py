@@ -236,6 +236,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=world > 1
     )
     trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, device)
+    say(f"step: {trainer.strategy.describe()}", file=sys.stderr)
     start: Optional[TrainState] = None
     resumed_from = None
     if ckpt is not None:
@@ -254,7 +255,9 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         vocab.save(out / "vocab.txt")
     writer = SummaryWriter(str(out / "tb")) if main else _NoWriter()
     monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, start.words if start else 0)
-    metrics: Dict[str, Any] = {"vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device)}
+    metrics: Dict[str, Any] = {
+        "vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device), "step": trainer.strategy.name,
+    }
     if world > 1:
         metrics["processes"] = world
     if resumed_from:

@@ -1,0 +1,118 @@
+"""The ways of running the training step, one module each, behind :class:`Strategy`.
+
+=============== ========================================================================
+``cpu-kernel``  the compiled C kernel on ``workers`` threads (CPU default; bitwise reproducible)
+``threads``     the torch step on ``workers`` Hogwild! threads (CPU without a compiler, hot-row
+                modes other than ``sum``; one thread on a GPU without Triton)
+``ranks``       several processes with row-sharded tables (``torchrun``)
+``triton``      the fused Triton step with pairs drawn on the device (GPU default)
+=============== ========================================================================
+
+:func:`choose` picks one from the config and the device, :func:`resolve` fills in the
+settings left to ``auto`` for it (a GPU trains larger batches, with the ``trust`` damping,
+over larger chunks), and :func:`build` makes it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+
+import torch
+
+from w2v.chunks import ChunkPlan
+from w2v.config import TrainConfig
+from w2v.model import FusedSGNS, SkipGramNS
+from w2v.strategies.base import Loop, Progress, Strategy, check_loss
+from w2v.strategies.cpu_kernel import CpuKernel
+from w2v.strategies.ranks import Ranks
+from w2v.strategies.threads import Threads
+
+__all__ = ["Loop", "Progress", "Strategy", "check_loss", "choose", "resolve", "build", "GPU_DEFAULTS", "CPU_DEFAULTS"]
+
+# What ``auto`` means, per kind of step. The Triton step applies each batch synchronously
+# with the trust damping, which holds the 4k-pair quality at 16k pairs (docs/benchmarks.md,
+# hot rows); larger chunks amortise the per-chunk host read on a GPU.
+CPU_DEFAULTS = dict(batch_size=4096, hot_rows="sum", chunk_tokens=65536)
+GPU_DEFAULTS = dict(batch_size=16384, hot_rows="trust", chunk_tokens=1 << 20)
+
+
+def _triton_unavailable(model: SkipGramNS):
+    try:
+        from w2v import triton_step
+    except ImportError as e:  # pragma: no cover - the module itself imports without triton
+        return str(e)
+    return triton_step.unavailable(model)
+
+
+def choose(cfg, model: SkipGramNS, device, world_size: int = 1) -> str:
+    """The strategy for this run: ``"cpu-kernel"``, ``"threads"``, ``"ranks"`` or ``"triton"``.
+
+    Raises:
+        ValueError: ``train.kernel`` asks for a step that cannot run here (the message names the fix).
+    """
+    device = torch.device(device)
+    kernel = cfg.kernel
+    if world_size > 1:
+        if kernel in ("fused", "triton"):
+            raise ValueError(
+                f"train.kernel={kernel} runs in one process; with several processes use train.kernel=auto or torch"
+            )
+        return "ranks"
+    if device.type == "cuda":
+        if kernel == "fused":
+            raise ValueError("train.kernel=fused is the CPU kernel; use train.kernel=auto or triton on a GPU")
+        if kernel == "torch":
+            return "threads"
+        why = _triton_unavailable(model)
+        if why is None:
+            return "triton"
+        if kernel == "triton":
+            raise ValueError(f"train.kernel=triton, but {why}; use train.kernel=auto or torch")
+        return "threads"
+    if kernel == "triton":  # CPU tensors: Triton's interpreter, for tests
+        why = _triton_unavailable(model)
+        if why is not None:
+            raise ValueError(f"train.kernel=triton, but {why}; use train.kernel=auto on the CPU")
+        return "triton"
+    plain = cfg.hot_rows in ("sum", "auto") and cfg.sub_batch is None
+    if kernel == "torch" or not plain:  # the kernel applies the plain sum only
+        return "threads"
+    why = FusedSGNS.unsupported(model)
+    if why and kernel == "fused":
+        raise ValueError(f"train.kernel=fused, but {why}; use train.kernel=auto or torch")
+    return "threads" if why else "cpu-kernel"
+
+
+def resolve(cfg, kind: str, device) -> TrainConfig:
+    """A copy of ``cfg`` (a :class:`TrainConfig` or a ``DictConfig``) with ``auto`` settings filled in for ``kind``."""
+    values = {f.name: getattr(cfg, f.name) for f in fields(TrainConfig)}
+    defaults = GPU_DEFAULTS if kind == "triton" else CPU_DEFAULTS
+    if values["batch_size"] is None:
+        values["batch_size"] = defaults["batch_size"]
+    if values["hot_rows"] == "auto":
+        values["hot_rows"] = "sum" if values["hogwild"] else defaults["hot_rows"]
+    if values["chunk_tokens"] is None:
+        on_gpu = kind == "triton" and torch.device(device).type == "cuda"
+        values["chunk_tokens"] = defaults["chunk_tokens"] if on_gpu else CPU_DEFAULTS["chunk_tokens"]
+    if values["batch_size"] % values["shared_negatives"]:
+        raise ValueError(
+            f"train.batch_size={values['batch_size']} must be a multiple of "
+            f"train.shared_negatives={values['shared_negatives']}"
+        )
+    return TrainConfig(**values)
+
+
+def build(kind: str, model: SkipGramNS, plan: ChunkPlan, rank: int = 0, world_size: int = 1) -> Strategy:
+    """Make the strategy ``kind`` for ``model`` over ``plan`` (whose config is resolved)."""
+    cfg = plan.cfg
+    if kind == "ranks":
+        return Ranks(model, plan, rank, world_size)
+    if kind == "triton":
+        from w2v.strategies.device import Triton  # imports Triton's runtime
+
+        return Triton(model, plan, mode="hogwild" if cfg.hogwild else "sync")
+    workers = cfg.workers or os.cpu_count() or 1
+    if kind == "cpu-kernel":
+        return CpuKernel(model, plan, workers)
+    return Threads(model, plan, workers if plan.device.type == "cpu" else 1)
