@@ -15,6 +15,7 @@ LAYERS = {
     "parallel": 1,
     "sampling": 2,
     "batching": 2,
+    "device_pairs": 3,  # sampling and batching on the device, without host syncs
     "embedding": 3,
     "kernel": 3,
     "model": 4,
