@@ -97,6 +97,9 @@ class HostSyncCounter(TorchDispatchMode):
             to_host = (name == "aten.copy_" and tensors and tensors[0].device.type == "cpu") or (
                 device is not None and torch.device(device).type == "cpu"
             )
+            non_blocking = kwargs.get("non_blocking", args[2] if name == "aten.copy_" and len(args) > 2 else False)
+            if name == "aten.copy_" and non_blocking and tensors and tensors[0].is_pinned():
+                return None  # into pinned memory without waiting: read later, after an event
             if to_host and any(t.device.type != "cpu" for t in tensors):
                 return f"{name}(device to host)"
         return None

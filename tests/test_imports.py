@@ -20,7 +20,6 @@ LAYERS = {
     "kernel": 3,
     "model": 4,
     "state": 4,
-    "device_pairs": 5,
     "chunks": 5,
     "triton_step": 5,
     "checkpoint": 5,
