@@ -1,7 +1,14 @@
+import os
 import random
 from pathlib import Path
 
 import pytest
+import torch
+
+if not torch.cuda.is_available():
+    # Triton kernels (w2v.triton_step) run on CPU tensors through Triton's interpreter. Set here,
+    # before any test module imports triton: kernels are built for one mode when decorated.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 

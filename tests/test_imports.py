@@ -1,6 +1,8 @@
 """The package's imports flow one way (see STYLE: config -> ... -> train)."""
 
 import ast
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,15 @@ def _imported(path):
             yield from (a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and not node.level:
             yield node.module
+
+
+def test_gpu_step_imports_without_triton(monkeypatch):
+    """triton is optional: w2v.triton_step imports without it and says why it cannot run."""
+    monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` now raises ImportError
+    monkeypatch.setitem(sys.modules, "triton.language", None)
+    spec = importlib.util.spec_from_file_location("w2v._triton_step_probe", PACKAGE / "triton_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "triton is not installed" in module.unavailable("cuda")
+    with pytest.raises(RuntimeError, match="triton is not installed"):
+        module.TritonSGNS(None, 8, 8, 1)
