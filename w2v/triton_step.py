@@ -414,6 +414,7 @@ class TritonSGNS:
         count: torch.Tensor,
         lrs: torch.Tensor,
         losses: torch.Tensor,
+        batches: Optional[int] = None,
     ) -> None:
         """Train on the first ``count`` pairs of fixed-capacity buffers, batch after batch.
 
@@ -429,6 +430,9 @@ class TritonSGNS:
             count: 0-d int64 device tensor, the number of valid pairs (at most ``P``).
             lrs: float32 ``(nb,)``, the learning rate of each batch.
             losses: float32 ``(nb,)``; each batch's summed loss is added to its entry.
+            batches: launch only the first ``batches`` batches (at most ``nb``), when the
+                caller knows how many hold pairs. The buffers keep their length, so a captured
+                graph (which holds their addresses and sizes) serves every chunk.
         """
         p, nb, g = inputs.numel(), lrs.numel(), self.group
         device = self._lr.device
@@ -462,7 +466,7 @@ class TritonSGNS:
         graph = self._graph_cache.get(key) if self.graphs else None
         if graph is not None:
             self._graph_cache.move_to_end(key)
-        for i in range(nb):
+        for i in range(nb if batches is None else min(batches, nb)):
             if graph is not None:
                 graph.replay()
                 continue

@@ -144,13 +144,18 @@ class Triton(Strategy):
                 nb = -(-usable // bsz)
                 a, b = plan.bounds[index]
                 if nb:
-                    lrs, losses = self.lrs[:nb], self.losses[:nb]
+                    # Whole buffers: their addresses and sizes stay the same from chunk to
+                    # chunk, so the step's captured graph serves them all; batches past the
+                    # pairs are not launched.
                     batch_learning_rates(
-                        pairs.count, nb, bsz, epoch, a, b, plan.num_tokens, plan.total_words, cfg.lr, cfg.min_lr, out=lrs
+                        pairs.count, self.max_batches, bsz, epoch, a, b, plan.num_tokens, plan.total_words, cfg.lr,
+                        cfg.min_lr, out=self.lrs,
                     )
-                    losses.zero_()
-                    self.step.train_chunk(pairs.contexts, pairs.centers, pairs.negatives, pairs.count, lrs, losses)
-                    self.loss_total += losses.sum(dtype=torch.float64)
+                    self.losses.zero_()
+                    self.step.train_chunk(
+                        pairs.contexts, pairs.centers, pairs.negatives, pairs.count, self.lrs, self.losses, batches=nb
+                    )
+                    self.loss_total += self.losses.sum(dtype=torch.float64)
                     stat.lr = plan.batch_lr(epoch, index, nb - 1, total)
                 if self.cuda:
                     trained[slot] = torch.cuda.Event()
