@@ -283,7 +283,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         scores = {}
         try:  # a corpus that shares no words with an evaluation set still trains
             if analogies is not None:
-                score, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab)
+                score, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab or None)
                 scores["analogy"] = float(score)
             if similarity is not None:
                 _, spearman, oov = evaluate_word_pairs(wv, similarity)
