@@ -13,6 +13,7 @@ LAYERS = {
     "corpus": 1,
     "vocab": 1,
     "parallel": 1,
+    "budget": 1,
     "sampling": 2,
     "batching": 2,
     "embedding": 3,
