@@ -14,6 +14,7 @@ LAYERS = {
     "vocab": 1,
     "parallel": 1,
     "budget": 1,
+    "files": 1,
     "sampling": 2,
     "batching": 2,
     "embedding": 3,
