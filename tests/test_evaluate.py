@@ -208,3 +208,104 @@ def test_cli_user_errors(vectors_file, capsys, argv, message):
     assert ev.main([a.format(vec=vectors_file) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+# --- hostile input: one line, exit 2, never a hang ----------------------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from w2v import files  # noqa: E402
+
+
+@pytest.fixture
+def no_hang():
+    """Fail a test that blocks (on a FIFO, an endless file) instead of hanging the suite."""
+    def timeout(signum, frame):
+        raise TimeoutError("blocked for 20 s")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def small_file(tmp_path):
+    path = tmp_path / "small.bin"
+    WordVectors(["<unk>", "a", "b", "c"], np.eye(4, dtype=np.float32)).save(path)
+    return path
+
+
+def assert_one_line(capsys, message):
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and message in captured.err, captured.err
+    assert captured.err.count("\n") == 1 and captured.out == ""
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--analogies", "{q}", "--device", "bogus"], "--device 'bogus' is not a device; use cpu, cuda or cuda:N"),
+    (["--analogies", "{q}", "--device", "cuda:99"], "--device 'cuda:99' but "),
+    (["--analogies", "{q}", "--restrict-vocab", "-3"], "argument --restrict-vocab: must be a whole number >= 0"),
+    (["--analogies", "{q}", "--restrict-vocab", "1e6"], "argument --restrict-vocab: must be a whole number"),
+    (["--analogies"], "argument --analogies: expected one argument"),
+])
+def test_cli_bad_arguments(small_file, capsys, argv, message):
+    assert ev.main([str(small_file)] + [a.format(q=QUESTIONS) for a in argv]) == 2
+    assert_one_line(capsys, message)
+
+
+@pytest.mark.parametrize("option", ["--analogies", "--similarity"])
+def test_cli_evaluation_file_that_is_a_fifo_or_a_device(small_file, tmp_path, capsys, no_hang, option):
+    fifo = tmp_path / "questions.txt"
+    os.mkfifo(fifo)
+    assert ev.main([str(small_file), option, str(fifo)]) == 2
+    assert_one_line(capsys, f"{fifo} is a FIFO, not a regular file")
+    assert ev.main([str(small_file), option, "/dev/zero"]) == 2
+    assert_one_line(capsys, "/dev/zero is a character device, not a regular file")
+
+
+@pytest.mark.parametrize("option, content", [("--analogies", b": s\n" + b"a" * 5000), ("--similarity", b"a\tb" * 5000)],
+                         ids=["analogies", "similarity"])
+def test_cli_evaluation_file_without_newlines(small_file, tmp_path, capsys, monkeypatch, option, content):
+    monkeypatch.setattr(files, "MAX_LINE_BYTES", 1024)
+    (tmp_path / "eval.txt").write_bytes(content)
+    assert ev.main([str(small_file), option, str(tmp_path / "eval.txt")]) == 2
+    line = 2 if option == "--analogies" else 1
+    assert_one_line(capsys, f"eval.txt:{line}: a line longer than 1,024 bytes")
+
+
+def test_library_refuses_a_negative_restrict_vocab_and_a_bad_device(small_file):
+    wv = WordVectors.load(small_file)
+    with pytest.raises(ValueError, match="restrict_vocab must be a whole number >= 0 or None, got -1"):
+        ev.evaluate_word_analogies(wv, QUESTIONS, restrict_vocab=-1)
+    with pytest.raises(ValueError, match="restrict_vocab must be a whole number >= 0"):
+        wv.most_similar("a", restrict_vocab=-2)
+    with pytest.raises(ValueError, match="device 'bogus' is not a device"):
+        wv.most_similar_batch(["a"], device="bogus")
+
+
+def test_cli_json_has_no_nan(tmp_path, capsys):
+    # Every pair has the same model similarity and the same score: the correlations are NaN.
+    WordVectors(["<unk>", "a", "b", "c", "d"], np.ones((5, 3), dtype=np.float32)).save(tmp_path / "v.bin")
+    (tmp_path / "pairs.tsv").write_text("a\tb\t5\nc\td\t5\na\tc\t5\n")
+    assert ev.main([str(tmp_path / "v.bin"), "--similarity", str(tmp_path / "pairs.tsv"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert report["similarity"]["spearman"] == {"statistic": None, "pvalue": None}
+
+
+def test_cli_restrict_vocab_zero_means_every_word(vectors_file, capsys):
+    assert ev.main([str(vectors_file), "--similarity", str(WORDSIM), "--restrict-vocab", "0", "--json"]) == 0
+    every = json.loads(capsys.readouterr().out)["similarity"]
+    assert ev.main([str(vectors_file), "--similarity", str(WORDSIM), "--restrict-vocab", "100000000", "--json"]) == 0
+    assert every["spearman"] == json.loads(capsys.readouterr().out)["similarity"]["spearman"]
+
+
+def test_cli_bad_device_from_the_program(small_file):
+    r = subprocess.run([sys.executable, "-m", "w2v.evaluate", str(small_file), "--analogies", str(QUESTIONS),
+                        "--device", "bogus"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == ["error: --device 'bogus' is not a device; use cpu, cuda or cuda:N"]

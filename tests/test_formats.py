@@ -292,3 +292,29 @@ def test_unicode_errors_in_text(tmp_path):
     with pytest.raises(ValueError, match="cut.txt: line 2 is not valid UTF-8"):
         WordVectors.load(path)
     assert WordVectors.load(path, unicode_errors="ignore").index_to_key == ["K", "ok"]
+
+
+@pytest.mark.parametrize("fmt", ["txt", "glove"])
+def test_text_read_in_small_blocks(tmp_path, table, monkeypatch, fmt):
+    from w2v import files
+
+    monkeypatch.setattr(files, "BLOCK_BYTES", 100)  # lines cut by every block end
+    words, vectors = table
+    path = tmp_path / SUFFIXES[fmt]
+    WordVectors(words, vectors).save(path)
+    wv = WordVectors.load(path)
+    assert wv.index_to_key == words and np.array_equal(wv.vectors, vectors)
+    assert WordVectors.load(path, limit=5).index_to_key == words[:5]
+    if fmt == "txt":
+        path.write_bytes(path.read_bytes() + b"extra 1 2 3 4 5 6 7 8 9 10 11 12\n")
+        with pytest.raises(ValueError, match="more lines than the 47 vectors the header announces"):
+            WordVectors.load(path)
+
+
+def test_limit_must_be_a_count(tmp_path, table):
+    words, vectors = table
+    WordVectors(words, vectors).save(tmp_path / "v.bin")
+    for bad in (-3, 2.5, "10"):
+        with pytest.raises(ValueError, match="limit must be a whole number >= 0"):
+            WordVectors.load(tmp_path / "v.bin", limit=bad)
+    assert len(WordVectors.load(tmp_path / "v.bin", limit=0)) == 0

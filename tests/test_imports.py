@@ -15,6 +15,8 @@ LAYERS = {
     "corpus": 1,
     "vocab": 1,
     "parallel": 1,
+    "budget": 1,
+    "files": 1,
     "sampling": 2,
     "batching": 2,
     "device_pairs": 3,  # sampling and batching on the device, without host syncs

@@ -60,7 +60,7 @@ def test_json(vectors_file, capsys):
     (["--word", "King"], "did you mean 'king'?"),
     (["--analogy", "man", "king", "unicorn"], "'unicorn' is not in the vocabulary"),
     (["--word", "king", "--analogy", "a", "b", "c"], "either --word or --analogy"),
-    (["--word", "king", "--topn", "0"], "--topn must be at least 1"),
+    (["--word", "king", "--topn", "0"], "argument --topn: must be a whole number >= 1 in digits, got '0'"),
 ])
 def test_user_errors_are_one_line(vectors_file, capsys, argv, message):
     assert main([str(vectors_file)] + argv) == 2
@@ -103,3 +103,143 @@ def test_module_runs_as_a_program(vectors_file, tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == f"error: {tmp_path / 'missing.txt'}: no such file; check the path"
+
+
+# --- hostile input: clamp, bound, refuse; never hang, never a traceback ---------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import tracemalloc  # noqa: E402
+
+from w2v import formats  # noqa: E402
+
+
+@pytest.fixture
+def no_hang():
+    """Fail a test that blocks (on a FIFO, an endless file) instead of hanging the suite."""
+    def timeout(signum, frame):
+        raise TimeoutError("blocked for 20 s")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def one_line_error(capsys, message):
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and message in captured.err, captured.err
+    assert captured.err.count("\n") == 1 and captured.out == ""
+
+
+def test_a_huge_topn_is_clamped_to_the_vocabulary(vectors_file, capsys):
+    wv = WordVectors.load(vectors_file)
+    tracemalloc.start()
+    try:
+        near = wv.most_similar("king", topn=10**8)  # 1.2 GB if arrays were sized by topn
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(near) == len(WORDS) - 1 and peak < 1 << 20
+    assert main([str(vectors_file), "--word", "king", "--topn", str(10**12), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == len(WORDS) - 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--word", "king", "--topn", "1e12"], "argument --topn: must be a whole number >= 1 in digits, got '1e12'"),
+    (["--word", "king", "--topn", "ten"], "argument --topn: must be a whole number"),
+    (["--word", "king", "--limit", "-3"], "argument --limit: must be a whole number >= 1 in digits, got '-3'"),
+    (["--word", "king", "--limit", "0"], "argument --limit: must be a whole number >= 1"),
+    (["--word", "king", "--restrict-vocab", "-1"], "argument --restrict-vocab: must be a whole number >= 0 (0: all)"),
+    (["--word", "king", "--format", "h5"], "unknown vectors format 'h5'"),
+    (["--word"], "argument --word: expected one argument"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_arguments_are_one_line(vectors_file, capsys, argv, message):
+    assert main([str(vectors_file)] + argv) == 2
+    one_line_error(capsys, message)
+
+
+def test_restrict_vocab_zero_searches_every_word(vectors_file, capsys):
+    assert main([str(vectors_file), "--word", "king", "--restrict-vocab", "0", "--topn", "1"]) == 0
+    assert "prince" in capsys.readouterr().out
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path, capsys, no_hang):
+    fifo = tmp_path / "vectors.bin"
+    os.mkfifo(fifo)
+    assert main([str(fifo), "--word", "king"]) == 2
+    one_line_error(capsys, f"{fifo} is a FIFO, not a regular file")
+
+
+def test_a_device_is_refused_not_read_forever(capsys, no_hang):
+    assert main(["/dev/zero", "--format", "txt", "--word", "king"]) == 2
+    one_line_error(capsys, "/dev/zero is a character device, not a regular file")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"7 4" + b"0" * 9000, "v.txt:1: a line longer than 4,096 bytes"),  # the header
+    (b"7 4\nking " + b"1" * 9000, "v.txt:2: a line longer than 4,096 bytes"),  # a vector
+])
+def test_a_text_file_without_newlines_is_read_with_a_bound(tmp_path, capsys, monkeypatch, content, message):
+    monkeypatch.setattr(formats, "MAX_LINE_BYTES", 4096)
+    (tmp_path / "v.txt").write_bytes(content)
+    assert main([str(tmp_path / "v.txt"), "--word", "king"]) == 2
+    one_line_error(capsys, message)
+
+
+def test_a_binary_file_without_spaces_is_read_with_a_bound(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(formats, "MAX_WORD_BYTES", 1024)
+    (tmp_path / "v.bin").write_bytes(b"7 4\n" + b"k" * 5000)
+    assert main([str(tmp_path / "v.bin"), "--word", "king"]) == 2
+    one_line_error(capsys, "word 1 is longer than 1,024 bytes")
+
+
+def test_an_npy_header_claiming_a_trillion_rows(tmp_path, capsys):
+    WordVectors(WORDS, np.asarray(TABLE, dtype=np.float32)).save(tmp_path / "v.npy")
+    data = (tmp_path / "v.npy").read_bytes()
+    header = data[: data.index(b"\n") + 1]
+    forged = header.replace(b"(7, 4)", b"(1000000000000, 4)")
+    forged = forged[:-1].rstrip(b" ")[: len(header) - 1].ljust(len(header) - 1) + b"\n"  # same header length
+    (tmp_path / "v.npy").write_bytes(forged + data[len(header):])
+    tracemalloc.start()
+    try:
+        assert main([str(tmp_path / "v.npy"), "--word", "king"]) == 2
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    one_line_error(capsys, "v.npy: not a readable .npy file (the header announces a float32 array of shape "
+                           "(1000000000000, 4) (16,000,000,000,000 bytes) but only 112 bytes follow it)")
+    assert peak < 1 << 24
+
+
+def test_a_query_line_without_end_is_refused(vectors_file, capsys, monkeypatch):
+    import w2v.query as query
+
+    monkeypatch.setattr(query, "MAX_QUERY_CHARS", 100)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("king\n" + "x" * 1000))
+    assert main([str(vectors_file), "--topn", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "prince" in captured.out and captured.err.startswith("error: a query line longer than 100 characters")
+
+
+def test_nan_cosines_are_json_null(tmp_path, capsys, monkeypatch):
+    table = np.asarray(TABLE, dtype=np.float32)
+    table[5] = np.nan  # a damaged row: its cosines are NaN
+    WordVectors(WORDS, table).save(tmp_path / "v.bin")
+    assert main([str(tmp_path / "v.bin"), "--word", "king", "--json", "--topn", "6"]) == 0
+    result = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    cosines = {r["word"]: r["cosine"] for r in result["results"]}
+    assert cosines["prince"] is None and isinstance(cosines["queen"], float)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("king\n"))  # the prompt's JSON lines too
+    assert main([str(tmp_path / "v.bin"), "--json", "--topn", "6"]) == 0
+    json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+
+
+def test_usage_errors_from_the_program_are_one_line(vectors_file):
+    r = subprocess.run([sys.executable, "-m", "w2v.query", str(vectors_file), "--word", "king", "--topn", "1e12"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        "error: argument --topn: must be a whole number >= 1 in digits, got '1e12' (see python -m w2v.query --help)"]

@@ -7,8 +7,10 @@ the same attributes, such as an OmegaConf ``DictConfig``) as plain values.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 PARTITION_STRATEGIES = ("mod", "div")
 
@@ -105,7 +107,7 @@ class EvalConfig:
 
     analogies: Optional[str] = "data/questions-words.txt"  # None: skip
     similarity: Optional[str] = "data/wordsim353.tsv"  # None: skip
-    restrict_vocab: int = 30000  # analogies over the most frequent words, as compute-accuracy
+    restrict_vocab: int = 30000  # analogies over the most frequent words, as compute-accuracy; 0: all
     every_epoch: bool = True  # scores, probe neighbours and the projector at each epoch end
     probe_words: List[str] = field(
         default_factory=lambda: ["king", "france", "london", "water", "good", "walked"]
@@ -124,90 +126,225 @@ class Config:
 
 
 EXPORT_FORMATS = ("bin", "txt", "npy", "pt")
+# What the train settings left at null/auto mean, per kind of step (w2v.strategies.resolve).
+# The Triton step applies each batch synchronously with the trust damping, which holds the
+# 4k-pair quality at 16k pairs (docs/benchmarks.md, hot rows); larger chunks amortise the
+# per-chunk host read on a GPU.
+CPU_DEFAULTS = dict(batch_size=4096, hot_rows="sum", chunk_tokens=65536)
+GPU_DEFAULTS = dict(batch_size=16384, hot_rows="trust", chunk_tokens=1 << 20)
 KERNELS = ("auto", "fused", "torch", "triton")
 HOT_ROWS = ("auto", "sum", "mean", "sqrt", "cap", "trust")  # w2v.model.HOT_ROWS, and auto
+MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy take any seed in [0, 2**63)
+MAX_TIMEOUT = 365 * 24 * 3600  # datetime.timedelta and the process group take far more; a year is plenty
+
+# --- checks: each takes (key, value) and returns what is wrong, or None -------------------
+
+Check = Callable[[str, Any], Optional[str]]
+
+
+def _integer(low: int, high: Optional[int] = None, optional: bool = False, meaning: str = "") -> Check:
+    """An int in ``[low, high]`` (``None`` too when ``optional``); ``meaning`` explains special values."""
+
+    def check(key, value):
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{key} must be an integer, got {value!r}"
+        if low == 1 and high is None and value < 1:
+            return f"{key} must be a positive integer, got {value}; set {key}=N with N >= 1"
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            return f"{key} must be {bound}{meaning}, got {value}"
+        return None
+
+    return check
+
+
+def _real(low: float, high: Optional[float] = None, above: bool = False, optional: bool = False, meaning: str = "") -> Check:
+    """A finite number ``>= low`` (``> low`` when ``above``) and ``<= high``; NaN and infinities never pass."""
+
+    def check(key, value):
+        if value is None and optional:
+            return None
+        lo, hi = _plain_number(low), _plain_number(high)
+        bound = (f"> {lo}" if above else f">= {lo}") if high is None else f"in {'(' if above else '['}{lo}, {hi}]"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{key} must be a number {bound}, got {value!r}"
+        bad = not math.isfinite(value) or value < low or (above and value == low) or (high is not None and value > high)
+        return f"{key} must be a finite number {bound}{meaning}, got {value}" if bad else None
+
+    return check
+
+
+def _plain_number(x):
+    """``0.0`` as ``0``, for messages."""
+    return int(x) if isinstance(x, float) and x.is_integer() else x
+
+
+def _choice(options: Sequence[str]) -> Check:
+    def check(key, value):
+        return None if value in options else f"unknown {key} {value!r}; use one of {tuple(options)}"
+
+    return check
+
+
+def _boolean(key, value):
+    return None if isinstance(value, bool) else f"{key} must be true or false, got {value!r}"
+
+
+def _text(optional: bool = False) -> Check:
+    """A non-empty string; when ``optional``, any string, ``None`` and ``""`` meaning unset."""
+
+    def check(key, value):
+        if optional and (value is None or isinstance(value, str)):
+            return None
+        if not isinstance(value, str) or not value:
+            return f"{key} must be a non-empty string{' or null' if optional else ''}, got {value!r}"
+        return None
+
+    return check
+
+
+def _token_pattern(key, value):
+    """A regex whose whole match is the token: it compiles, has no capturing group, never matches ''."""
+    if not isinstance(value, str):
+        return f"{key} must be a regular expression, got {value!r}"
+    try:
+        regex = re.compile(value)
+    except re.error as e:
+        return f"{key} {value!r} is not a valid regular expression ({e}); fix it or drop the override"
+    if regex.groups:  # re.findall would return the groups instead of the tokens
+        return (f"{key} {value!r} has {regex.groups} capturing group(s), which would make the groups the "
+                "tokens; write (?:...) for grouping")
+    if regex.fullmatch("") or any(not m.group() for m in regex.finditer("The cat's 2 hats, naïve.\n")):
+        return f"{key} {value!r} can match the empty string, which is no token; use + rather than * (e.g. [a-z]+)"
+    return None
+
+
+def _words(key, value):
+    """A list of words: strings without whitespace, none empty."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return f"{key} must be a list of words like [king, france], got {value!r}"
+    for i, word in enumerate(value):
+        if not isinstance(word, str) or not word or any(c.isspace() for c in word):
+            return f"{key}[{i}] is {word!r}; each entry must be one word (no spaces), or drop it"
+    return None
+
+
+def _formats(key, value):
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return f"{key} must be a list such as [bin, txt], got {value!r}"
+    for fmt in value:
+        if fmt not in EXPORT_FORMATS:
+            return f"unknown export format {fmt!r} in {key}; use any of {EXPORT_FORMATS}"
+    return None
+
+
+def _device(key, value):
+    try:
+        parse_device(value)
+    except (ValueError, AttributeError, TypeError):
+        return f"unknown {key} {value!r}; use auto, cpu, cuda or cuda:N"
+    return None
+
+
+# Every key of the schema and what it must be (tests/test_config.py fails on a key without one).
+RULES: Dict[str, Check] = {
+    "data.corpus": _text(),
+    "data.lowercase": _boolean,
+    "data.token_pattern": _token_pattern,
+    "data.min_count": _integer(1),
+    "data.max_vocab_size": _integer(1, optional=True),
+    "data.cache": _boolean,
+    "data.cache_dir": _text(optional=True),
+    "model.dim": _integer(1),
+    "model.num_shards": _integer(1),
+    "model.partition_strategy": _choice(PARTITION_STRATEGIES),
+    "train.epochs": _integer(1),
+    "train.window": _integer(1),
+    "train.negatives": _integer(1),
+    # Past +-10, counts ** exponent leaves float64 (1e9 ** 35 overflows); word2vec uses 0.75.
+    "train.ns_exponent": _real(-10.0, 10.0, meaning=" (word2vec's is 0.75)"),
+    "train.sample": _real(0.0, meaning=" (0 disables subsampling)"),
+    "train.lr": _real(0.0, above=True),
+    "train.min_lr": _real(0.0),  # and <= train.lr, below
+    "train.batch_size": _integer(1, optional=True, meaning=" (null: the step's own)"),
+    "train.shared_negatives": _integer(1),
+    "train.hot_rows": _choice(HOT_ROWS),
+    "train.hot_rows_cap": _real(0.0, above=True),
+    "train.hot_rows_trust": _real(0.0, above=True),
+    "train.sub_batch": _integer(1, optional=True),
+    "train.workers": _integer(0, 4096, meaning=" (0: one per core)"),
+    "train.kernel": _choice(KERNELS),
+    "train.hogwild": _boolean,
+    "train.chunk_tokens": _integer(2, optional=True, meaning=" (a chunk of one token has no pairs; null: the step's own)"),
+    "train.device": _device,
+    "train.seed": _integer(0, MAX_SEED),
+    "train.log_every": _integer(1),
+    "train.progress": _boolean,
+    "train.checkpoint_every_minutes": _real(0.0, optional=True, meaning=" (0 or null: off)"),
+    "train.checkpoint_every_words": _integer(0, optional=True, meaning=" (0 or null: off)"),
+    "train.keep_checkpoints": _integer(0, meaning=" (0 keeps all)"),
+    "train.resume": _text(optional=True),
+    "train.dist_timeout_seconds": _real(0.0, MAX_TIMEOUT, above=True, meaning=" (seconds)"),
+    "export.formats": _formats,
+    "export.checkpoint": _boolean,
+    "export.dir": _text(optional=True),
+    "eval.analogies": _text(optional=True),
+    "eval.similarity": _text(optional=True),
+    "eval.restrict_vocab": _integer(0, meaning=" (0: every word)"),
+    "eval.every_epoch": _boolean,
+    "eval.probe_words": _words,
+    "eval.topn": _integer(1),
+    "eval.projector_words": _integer(0, meaning=" (0: none)"),
+}
+
+
+def _get(cfg, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
 
 
 def validate(cfg) -> None:
-    """Check the values a user can get wrong; raise ``ValueError`` naming the fix.
+    """Check every value a user can set; raise ``ValueError`` naming the key and the fix.
+
+    Each key is checked by its rule in :data:`RULES` (type, finite, range), then the rules
+    that tie keys together. What a setting will allocate is checked where the device is
+    known (:mod:`w2v.budget`).
 
     Args:
         cfg: a :class:`Config` or anything with the same attributes.
     """
-
-    def positive(value, key):
-        if value is None or value <= 0:
-            raise ValueError(f"{key} must be a positive integer, got {value}; set {key}=N with N >= 1")
-
-    positive(cfg.model.dim, "model.dim")
-    positive(cfg.model.num_shards, "model.num_shards")
-    positive(cfg.train.epochs, "train.epochs")
-    positive(cfg.train.window, "train.window")
-    positive(cfg.train.negatives, "train.negatives")
-    if cfg.train.batch_size is not None:
-        positive(cfg.train.batch_size, "train.batch_size")
-    positive(cfg.train.shared_negatives, "train.shared_negatives")
-    if cfg.train.chunk_tokens is not None:
-        positive(cfg.train.chunk_tokens, "train.chunk_tokens")
-    positive(cfg.data.min_count, "data.min_count")
-    if cfg.data.max_vocab_size is not None:
-        positive(cfg.data.max_vocab_size, "data.max_vocab_size")
-    if cfg.model.partition_strategy not in PARTITION_STRATEGIES:
+    for key, check in RULES.items():
+        problem = check(key, _get(cfg, key))
+        if problem:
+            raise ValueError(problem)
+    t = cfg.train
+    if t.min_lr > t.lr:
+        raise ValueError(f"train.min_lr must be in [0, train.lr={t.lr}], got {t.min_lr}")
+    if t.batch_size is not None and t.batch_size % t.shared_negatives:
         raise ValueError(
-            f"unknown model.partition_strategy {cfg.model.partition_strategy!r}; use one of {PARTITION_STRATEGIES}"
+            f"train.batch_size={t.batch_size} must be a multiple of train.shared_negatives={t.shared_negatives}"
         )
-    if not cfg.train.lr > 0:
-        raise ValueError(f"train.lr must be > 0, got {cfg.train.lr}")
-    if not 0 <= cfg.train.min_lr <= cfg.train.lr:
-        raise ValueError(f"train.min_lr must be in [0, train.lr={cfg.train.lr}], got {cfg.train.min_lr}")
-    if cfg.train.sample < 0:
-        raise ValueError(f"train.sample must be >= 0 (0 disables subsampling), got {cfg.train.sample}")
-    if cfg.train.kernel not in KERNELS:
-        raise ValueError(f"unknown train.kernel {cfg.train.kernel!r}; use one of {KERNELS}")
-    for key in ("checkpoint_every_minutes", "checkpoint_every_words"):
-        value = getattr(cfg.train, key)
-        if value is not None and value < 0:
-            raise ValueError(f"train.{key} must be >= 0 (0 or null: off), got {value}")
-    if cfg.train.keep_checkpoints < 0:
-        raise ValueError(f"train.keep_checkpoints must be >= 0 (0 keeps all), got {cfg.train.keep_checkpoints}")
-    if not cfg.train.dist_timeout_seconds > 0:
-        raise ValueError(f"train.dist_timeout_seconds must be > 0, got {cfg.train.dist_timeout_seconds}")
-    if cfg.train.workers < 0:
-        raise ValueError(f"train.workers must be >= 0 (0: one per core), got {cfg.train.workers}")
-    if cfg.train.hot_rows not in HOT_ROWS:
-        raise ValueError(f"unknown train.hot_rows {cfg.train.hot_rows!r}; use one of {HOT_ROWS}")
-    for key in ("hot_rows_cap", "hot_rows_trust"):
-        if not getattr(cfg.train, key) > 0:
-            raise ValueError(f"train.{key} must be > 0, got {getattr(cfg.train, key)}")
-    sub = cfg.train.sub_batch
-    if sub is not None and (sub <= 0 or sub % cfg.train.shared_negatives):
+    if t.sub_batch is not None and t.sub_batch % t.shared_negatives:
         raise ValueError(
-            f"train.sub_batch={sub} must be a positive multiple of train.shared_negatives={cfg.train.shared_negatives} "
+            f"train.sub_batch={t.sub_batch} must be a positive multiple of train.shared_negatives={t.shared_negatives} "
             "(or null)"
         )
-    if cfg.train.kernel == "fused" and (cfg.train.hot_rows not in ("sum", "auto") or sub is not None):
+    if t.kernel == "triton" and t.hot_rows not in ("sum", "trust", "auto"):
+        raise ValueError(
+            f"the Triton step damps hot rows with sum or trust, not {t.hot_rows!r}: set train.hot_rows=trust "
+            "(or auto), or train.kernel=torch"
+        )
+    if t.kernel == "triton" and t.sub_batch is not None:
+        raise ValueError("the Triton step applies batches in order already: set train.sub_batch=null, or train.kernel=torch")
+    if t.hogwild and t.hot_rows not in ("sum", "auto"):
+        raise ValueError("train.hogwild=true applies the plain sum: set train.hot_rows=sum, or train.hogwild=false")
+    if t.kernel == "fused" and (t.hot_rows not in ("sum", "auto") or t.sub_batch is not None):
         raise ValueError(
             "the CPU kernel (train.kernel=fused) applies the plain sum: use train.kernel=torch with "
             "train.hot_rows or train.sub_batch"
         )
-    if cfg.train.kernel == "triton" and cfg.train.hot_rows not in ("sum", "trust", "auto"):
-        raise ValueError(
-            f"the Triton step damps hot rows with sum or trust, not {cfg.train.hot_rows!r}: set train.hot_rows=trust "
-            "(or auto), or train.kernel=torch"
-        )
-    if cfg.train.kernel == "triton" and sub is not None:
-        raise ValueError("the Triton step applies batches in order already: set train.sub_batch=null, or train.kernel=torch")
-    if cfg.train.hogwild and cfg.train.hot_rows not in ("sum", "auto"):
-        raise ValueError(f"train.hogwild=true applies the plain sum: set train.hot_rows=sum, or train.hogwild=false")
-    if cfg.train.batch_size is not None and cfg.train.batch_size % cfg.train.shared_negatives:
-        raise ValueError(
-            f"train.batch_size={cfg.train.batch_size} must be a multiple of "
-            f"train.shared_negatives={cfg.train.shared_negatives}"
-        )
-    for fmt in cfg.export.formats:
-        if fmt not in EXPORT_FORMATS:
-            raise ValueError(f"unknown export format {fmt!r} in export.formats; use any of {EXPORT_FORMATS}")
-    parse_device(cfg.train.device)
 
 
 def parse_device(spec: str) -> str:

@@ -20,8 +20,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import sys
@@ -29,8 +27,9 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from w2v.cli import fail, USER_ERRORS
-from w2v.vectors import WordVectors
+from w2v import files
+from w2v.cli import USER_ERRORS, ArgumentParser, UsageError, fail, to_json, whole_number
+from w2v.vectors import WordVectors, check_count, torch_device
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +94,16 @@ def evaluate_word_analogies(
 
 def _ok_vocab(wv: WordVectors, restrict_vocab, case_insensitive) -> Dict[str, int]:
     """gensim's ``ok_vocab``: the first ``restrict_vocab`` words; the first of several spellings wins."""
+    check_count(restrict_vocab, "restrict_vocab")
     keys = wv.index_to_key[:restrict_vocab]
     return {(k.upper() if case_insensitive else k): i for i, k in reversed(list(enumerate(keys)))}
 
 
 def _read_analogies(path, case_insensitive) -> List[Tuple[str, List[tuple]]]:
     sections: List[Tuple[str, List[tuple]]] = []
+    files.check_regular(path)  # a FIFO would block; lines are bounded (a file without newlines)
     with open(path, "rb") as f:
-        for line_no, raw in enumerate(f):
+        for line_no, raw in enumerate(files.lines(f, str(path))):
             line = raw.decode("utf-8")
             if line.startswith(": "):
                 sections.append((line.lstrip(": ").strip(), []))
@@ -223,8 +224,10 @@ def _word_pairs(wv, pairs, delimiter, restrict_vocab, case_insensitive, dummy4un
     ok = _ok_vocab(wv, restrict_vocab, case_insensitive)
     unit = wv.get_normed_vectors()
     gold, model, oov = [], [], 0
-    with open(pairs, encoding=encoding) as f:
-        for line in f:
+    files.check_regular(pairs)  # a FIFO would block; lines are bounded (a file without newlines)
+    with open(pairs, "rb") as f:
+        for raw in files.lines(f, str(pairs)):
+            line = raw.decode(encoding)
             if not line or line.startswith("#"):
                 continue
             try:
@@ -327,25 +330,30 @@ def _betacf(a: float, b: float, x: float, tiny: float = 1e-300) -> float:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m w2v.evaluate VECTORS --analogies FILE --similarity FILE [--json]``."""
-    p = argparse.ArgumentParser(prog="python -m w2v.evaluate", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m w2v.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("vectors", help="vectors file (.bin, .txt, .glove.txt, .npy, .pt)")
     p.add_argument("--analogies", help="analogy questions, e.g. data/questions-words.txt")
     p.add_argument("--similarity", help="word pairs with human scores, e.g. data/wordsim353.tsv")
     p.add_argument("--format", help="vectors format when the suffix does not say (bin, txt, glove, npy, pt)")
-    p.add_argument("--restrict-vocab", type=int, default=300000, help="only the first N words count (default 300000)")
+    p.add_argument("--restrict-vocab", type=whole_number(0, " (0: all)"), default=300000,
+                   help="only the first N words count (default 300000; 0: all)")
     p.add_argument("--case-sensitive", action="store_true", help="compare words as written (default: upper-cased)")
     p.add_argument("--dummy4unknown", action="store_true", help="count questions/pairs with unknown words as wrong/0")
     p.add_argument("--delimiter", default="\t", help="field separator of --similarity (default tab)")
     p.add_argument("--device", default=None, help="where analogies are solved: cpu, cuda (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except UsageError as e:
+        return fail(e)
     if not (args.analogies or args.similarity):
         return fail("give --analogies FILE and/or --similarity FILE "
                     "(the bundled ones are data/questions-words.txt and data/wordsim353.tsv)")
     try:
+        torch_device(args.device, "--device")  # before the vectors are read
         wv = WordVectors.load(args.vectors, format=args.format)
         report: dict = {"vectors": args.vectors, "words": len(wv), "dim": wv.vector_size}
-        opts = dict(restrict_vocab=args.restrict_vocab, case_insensitive=not args.case_sensitive,
+        opts = dict(restrict_vocab=args.restrict_vocab or None, case_insensitive=not args.case_sensitive,
                     dummy4unknown=args.dummy4unknown)
         if args.analogies:
             score, sections = evaluate_word_analogies(wv, args.analogies, device=args.device, **opts)
@@ -358,7 +366,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                     "spearman": sp._asdict(), "pairs": len(gold), "oov": oov, "oov_ratio": ratio}
     except USER_ERRORS as e:
         return fail(e)
-    print(json.dumps(report, indent=2) if args.json else _text(report))
+    print(to_json(report, indent=2) if args.json else _text(report))
     return 0
 
 

@@ -30,12 +30,14 @@ from typing import IO, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from . import files
 from .vocab import read_word_counts
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("bin", "txt", "glove", "npy", "pt")
-_CHUNK_BYTES = 1 << 24  # text read unit: 16 MB of lines
+MAX_LINE_BYTES = 1 << 24  # a text line: a word and its numbers (a 1M-dim vector fits); bounds a file without newlines
+MAX_WORD_BYTES = 1 << 16  # a word of the binary format (the C tool cuts them at 50)
 _ROWS_PER_COPY = 16384  # binary rows copied per join
 _NUMBER_BYTES = frozenset(b"0123456789.-+eE \n")
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
@@ -75,6 +77,7 @@ def read_vectors(path, format=None, limit=None, unicode_errors="strict") -> Tabl
         ``(words, vectors, counts)``; ``counts`` is None unless the file keeps them.
     """
     fmt = format_from_path(path, format)
+    _check_limit(limit)
     if fmt in ("bin", "txt"):
         words, vectors = read_word2vec(path, binary=fmt == "bin", limit=limit, unicode_errors=unicode_errors)
         return words, vectors, None
@@ -159,9 +162,10 @@ def read_word2vec(path, binary: bool = False, limit: Optional[int] = None, unico
         ValueError: a malformed or truncated file, named with what is wrong.
     """
     _check_readable(path)
+    _check_limit(limit)
     name = str(path)
     with open(path, "rb") as f:
-        first = f.readline()
+        first = files.read_line(f, name, 1, MAX_LINE_BYTES)
         parts = first.split()
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
             hint = "; for GloVe files (no header) use format='glove'" if len(parts) > 2 else ""
@@ -181,8 +185,9 @@ def read_word2vec(path, binary: bool = False, limit: Optional[int] = None, unico
 def read_glove(path, limit: Optional[int] = None, unicode_errors: str = "strict"):
     """Read GloVe text: word2vec text without the header; the dimension comes from the first line."""
     _check_readable(path)
+    _check_limit(limit)
     with open(path, "rb") as f:
-        first = f.readline()
+        first = files.read_line(f, str(path), 1, MAX_LINE_BYTES)
         dim = len(first.split()) - 1
         if dim < 1:
             raise ValueError(f"{path}:1: expected a word and its numbers, got {first[:60]!r}")
@@ -206,7 +211,10 @@ def _read_binary(f, name, n, dim, want, unicode_errors):
         for i in range(want):
             while pos < size and buf[pos] == 10:  # the C tool's newline after each vector
                 pos += 1
-            space = buf.find(b" ", pos)
+            space = buf.find(b" ", pos, pos + MAX_WORD_BYTES + 1)
+            if space < 0 and size - pos > MAX_WORD_BYTES:
+                raise ValueError(f"{name}: word {i + 1} is longer than {MAX_WORD_BYTES:,} bytes (no space after it); "
+                                 "this is not a word2vec binary file")
             if space < 0 or size - space - 1 < nbytes:
                 raise ValueError(f"{name}: expected {n} vectors, file ends after {i}; the file is truncated")
             try:
@@ -236,10 +244,9 @@ def _read_text(f, name, dim, want, unicode_errors, start_line, expected):
     blocks: List[np.ndarray] = []
     line_no = start_line - 1
     more = False  # lines past the ones wanted
-    while want is None or len(words) < want:
-        lines = f.readlines(_CHUNK_BYTES)
-        if not lines:
-            break
+    # Bounded lines: a file without newlines is refused, not read whole.
+    reader = files.line_blocks(f, name, min(MAX_LINE_BYTES, MAX_WORD_BYTES + 64 * dim), start_line)
+    for lines in reader:
         if want is not None and len(lines) > want - len(words):
             more = any(line.strip() for line in lines[want - len(words) :])
             lines = lines[: want - len(words)]
@@ -259,18 +266,29 @@ def _read_text(f, name, dim, want, unicode_errors, start_line, expected):
             except UnicodeDecodeError as e:
                 raise _not_utf8(name, f"line {line_no}", e) from None
             rests.append(rest)
-        blocks.append(_parse_numbers(rests, dim, name, line_no - len(lines) + 1))
+        if rests:
+            blocks.append(_parse_numbers(rests, dim, name, line_no - len(lines) + 1))
+        if want is not None and len(words) >= want:
+            break
     if expected is not None:
         if len(words) < (expected if want is None else want):
             raise ValueError(
                 f"{name}: expected {expected} vectors, file ends after {len(words)}; the file is truncated"
             )
-        if want == expected and (more or f.read(1 << 16).strip()):
+        if want == expected and (more or _anything_left(reader)):
             raise ValueError(
                 f"{name}: there are more lines than the {expected} vectors the header announces; fix the header"
             )
     vectors = np.concatenate(blocks) if blocks else np.empty((0, dim), dtype=np.float32)
     return words, vectors
+
+
+def _anything_left(reader) -> bool:
+    """Whether the next block of lines holds anything but whitespace (a line too long counts)."""
+    try:
+        return any(line.strip() for line in next(reader, []))
+    except ValueError:
+        return True
 
 
 def _parse_numbers(rests: List[bytes], dim: int, name: str, first_line: int) -> np.ndarray:
@@ -348,19 +366,37 @@ def read_npy(path, vocab_path=None) -> Table:
     path = Path(path)
     _check_readable(path)
     try:
-        vectors = np.load(path, allow_pickle=False)
+        _check_npy_size(path)  # a header that claims more rows than the file holds allocates nothing
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npy file ({e}); the file is damaged or truncated") from None
-    if vectors.ndim != 2 or vectors.dtype.kind != "f":
-        raise ValueError(f"{path}: expected a 2-D float array (words x dim), got {vectors.dtype} {vectors.shape}")
+    if mapped.ndim != 2 or mapped.dtype.kind != "f":
+        raise ValueError(f"{path}: expected a 2-D float array (words x dim), got {mapped.dtype} {mapped.shape}")
     candidates = [Path(vocab_path)] if vocab_path else [vocab_path_for(path), path.with_name("vocab.txt")]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
         raise FileNotFoundError(f"{path}: its words are missing; expected {' or '.join(map(str, candidates))}")
     words, counts = read_word_counts(found)
-    if len(words) != len(vectors):
-        raise ValueError(f"{path} has {len(vectors)} rows but {found} lists {len(words)} words; they must match")
-    return words, np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(counts, dtype=np.int64)
+    if len(words) != len(mapped):
+        raise ValueError(f"{path} has {len(mapped)} rows but {found} lists {len(words)} words; they must match")
+    vectors = np.array(mapped, dtype=np.float32, order="C")  # a copy in memory; the file is closed
+    del mapped
+    return words, vectors, np.asarray(counts, dtype=np.int64)
+
+
+def _check_npy_size(path: Path) -> None:
+    """Raise ``ValueError`` when the ``.npy`` header announces more bytes than follow it."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with open(path, "rb") as f:
+        read = readers.get(np.lib.format.read_magic(f))
+        if read is None:  # another version: np.load's own checks
+            return
+        shape, _, dtype = read(f)
+        have = os.fstat(f.fileno()).st_size - f.tell()
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if not dtype.hasobject and need > have:
+        raise ValueError(f"the header announces a {dtype} array of shape {shape} ({need:,} bytes) but "
+                         f"only {have:,} bytes follow it")
 
 
 _TORCH_KIND = "w2v.vectors"
@@ -409,6 +445,12 @@ def _check_readable(path) -> None:
         raise FileNotFoundError(f"{path}: no such file; check the path")
     if p.is_dir():
         raise FileNotFoundError(f"{path} is a folder; give the vectors file inside it (e.g. vectors.bin)")
+    files.check_regular(p)  # a FIFO would block, a device never end
+
+
+def _check_limit(limit) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a whole number >= 0 (None reads every vector), got {limit!r}")
 
 
 def _check_words(path, words: Sequence[str]) -> None:

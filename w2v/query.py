@@ -16,16 +16,15 @@ One shot::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from typing import List, Optional, Sequence, TextIO, Tuple
 
-from w2v.cli import USER_ERRORS, error_message, fail
+from w2v.cli import USER_ERRORS, ArgumentParser, UsageError, error_message, fail, to_json, whole_number
 from w2v.vectors import WordVectors
 
 PROMPT = "Enter word or expression (EXIT to break): "
+MAX_QUERY_CHARS = 1 << 16  # a query line; input without newlines (/dev/zero) is refused, not read whole
 
 
 def parse_expression(text: str) -> Tuple[List[str], List[str]]:
@@ -49,7 +48,10 @@ def parse_expression(text: str) -> Tuple[List[str], List[str]]:
 
 
 def run_query(wv: WordVectors, positive, negative, topn: int, restrict_vocab: Optional[int]) -> dict:
-    """One query as a JSON-ready dict: the words asked, and the neighbours or an error."""
+    """One query as a dict for :func:`w2v.cli.to_json`: the words asked, and the neighbours or an error.
+
+    ``topn`` past the vocabulary returns every word (nothing is sized by ``topn``).
+    """
     out: dict = {"positive": positive, "negative": negative}
     if not positive and not negative:
         out["error"] = "nothing to look up; type a word or an expression like 'king - man + woman'"
@@ -76,39 +78,49 @@ def format_result(result: dict) -> str:
 
 
 def interact(wv: WordVectors, topn: int, restrict_vocab, as_json: bool, stdin: TextIO, stdout: TextIO) -> None:
-    """The prompt: read queries from ``stdin`` until ``EXIT`` or end of input."""
+    """The prompt: read queries from ``stdin`` until ``EXIT`` or end of input.
+
+    Raises:
+        ValueError: a line longer than :data:`MAX_QUERY_CHARS` (input that is not queries).
+    """
     prompt = PROMPT if stdin.isatty() else ""
     while True:
         if prompt:
             stdout.write(prompt)
             stdout.flush()
-        line = stdin.readline()
+        line = stdin.readline(MAX_QUERY_CHARS + 1)
+        if len(line) > MAX_QUERY_CHARS:
+            raise ValueError(f"a query line longer than {MAX_QUERY_CHARS:,} characters; is the input a file of queries?")
         if not line or line.strip().upper() in ("EXIT", "QUIT"):
             return
         if not line.strip():
             continue
         result = run_query(wv, *parse_expression(line), topn=topn, restrict_vocab=restrict_vocab)
-        stdout.write((json.dumps(result) if as_json else format_result(result)) + "\n")
+        stdout.write((to_json(result) if as_json else format_result(result)) + "\n")
         stdout.flush()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m w2v.query VECTORS [--word W | --analogy A B C] [--topn N] [--json]``."""
-    p = argparse.ArgumentParser(prog="python -m w2v.query", description="Nearest words and analogies, "
-                                "like word2vec's distance tool. Without --word/--analogy: a prompt.")
+    p = ArgumentParser(prog="python -m w2v.query", description="Nearest words and analogies, "
+                       "like word2vec's distance tool. Without --word/--analogy: a prompt.")
     p.add_argument("vectors", help="vectors file (.bin, .txt, .glove.txt, .npy, .pt)")
     p.add_argument("--format", help="vectors format when the suffix does not say (bin, txt, glove, npy, pt)")
     p.add_argument("--word", help="print the nearest words to WORD (or to an expression in quotes) and exit")
     p.add_argument("--analogy", nargs=3, metavar=("A", "B", "C"), help="A is to B as C is to ?  (B - A + C)")
-    p.add_argument("--topn", type=int, default=10, help="how many neighbours (default 10)")
-    p.add_argument("--restrict-vocab", type=int, default=None, help="search only the first N (most frequent) words")
-    p.add_argument("--limit", type=int, default=None, help="load only the first N vectors (fast look at big files)")
+    p.add_argument("--topn", type=whole_number(1), default=10, help="how many neighbours (default 10)")
+    p.add_argument("--restrict-vocab", type=whole_number(0, " (0: all)"), default=0,
+                   help="search only the first N (most frequent) words (default 0: all)")
+    p.add_argument("--limit", type=whole_number(1), default=None,
+                   help="load only the first N vectors (fast look at big files)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except UsageError as e:
+        return fail(e)
     if args.word and args.analogy:
         return fail("give either --word or --analogy, not both")
-    if args.topn < 1:
-        return fail(f"--topn must be at least 1, got {args.topn}")
+    restrict = args.restrict_vocab or None
     try:
         start = time.perf_counter()
         wv = WordVectors.load(args.vectors, format=args.format, limit=args.limit)
@@ -118,17 +130,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if sys.stdin.isatty():
             print(f"{args.vectors}: {len(wv)} words x {wv.vector_size}, loaded in "
                   f"{time.perf_counter() - start:.1f}s", file=sys.stderr)
-        interact(wv, args.topn, args.restrict_vocab, args.json, sys.stdin, sys.stdout)
+        try:
+            interact(wv, args.topn, restrict, args.json, sys.stdin, sys.stdout)
+        except ValueError as e:
+            return fail(e)
         return 0
     if args.analogy:
         a, b, c = args.analogy
         positive, negative = [b, c], [a]
     else:
         positive, negative = parse_expression(args.word)
-    result = run_query(wv, positive, negative, topn=args.topn, restrict_vocab=args.restrict_vocab)
+    result = run_query(wv, positive, negative, topn=args.topn, restrict_vocab=restrict)
     if "error" in result:
         return fail(result["error"])
-    print(json.dumps(result) if args.json else format_result(result))
+    print(to_json(result) if args.json else format_result(result))
     return 0
 
 

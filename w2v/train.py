@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from . import parallel
+from .budget import check_run
 from .checkpoint import FINAL, FOLDER, CheckpointFolder, check_resumable, load_checkpoint, restore_tables, save_checkpoint
 from .config import parse_device, register_configs, validate
 from .corpus import Tokenizer, load_corpus, resolve_corpus
@@ -193,6 +194,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     # Under torchrun: join the other processes. Rank 0 alone prints, logs and writes files.
     parallel.init_from_env(device, cfg.train.dist_timeout_seconds)
     rank, world = parallel.rank_and_size()
+    check_run(cfg, device, world)  # what the settings will allocate, before allocating it
     main = rank == 0
     say = print if main else (lambda *args, **kwargs: None)
     if world > 1:  # every rank's periodic checkpoints go to rank 0's run folder
@@ -225,6 +227,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
             f"model.num_shards={cfg.model.num_shards} is more than the {len(vocab)} vocabulary rows; "
             "use fewer shards or a lower data.min_count"
         )
+    check_run(cfg, device, world, len(vocab), len(corpus))  # and the tables, now that their size is known
     say(
         f"corpus: {len(corpus):,} tokens, {len(corpus.types):,} types; vocabulary: {len(vocab):,} words "
         f"(min_count={cfg.data.min_count}, <unk> absorbs {vocab.counts[0]:,} tokens); "
@@ -286,7 +289,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         scores = {}
         try:  # a corpus that shares no words with an evaluation set still trains
             if analogies is not None:
-                score, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab)
+                score, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab or None)
                 scores["analogy"] = float(score)
             if similarity is not None:
                 _, spearman, oov = evaluate_word_pairs(wv, similarity)

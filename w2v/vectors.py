@@ -164,6 +164,7 @@ class WordVectors:
         """
         if isinstance(topn, int) and topn < 1:
             return []
+        check_count(restrict_vocab, "restrict_vocab")
         query, exclude = self._mean(_as_list(positive), _as_list(negative))
         if topn is None:
             return self.get_normed_vectors()[:restrict_vocab] @ query
@@ -228,22 +229,26 @@ class WordVectors:
             device: where to compute; None is the CPU.
 
         Returns:
-            ``(scores, ids)``, both ``(B, k)``, best first.
+            ``(scores, ids)``, both ``(B, min(k, R))`` for the ``R`` words searched, best first:
+            a ``k`` past the vocabulary allocates nothing more.
         """
-        dev = torch.device(device if device is not None else "cpu")
+        dev = torch_device(device)
+        check_count(k, "k")
+        check_count(restrict_vocab, "restrict_vocab")
         queries = np.ascontiguousarray(queries, dtype=np.float32)  # (B, D)
         table = self._unit_on(dev)[:restrict_vocab]  # (R, D)
-        n, kk = table.shape[0], min(k, table.shape[0])
+        n = table.shape[0]
+        k = min(k, n)
         out_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
         out_i = np.full((len(queries), k), -1, dtype=np.int64)
-        if kk == 0 or len(queries) == 0:
+        if k == 0 or len(queries) == 0:
             return out_s, out_i
         ex_rows, ex_cols = _excluded(exclude, n, dev)
         q = torch.from_numpy(queries).to(dev)
         # Score a block of queries against a tile of the table at a time, into one reused
         # buffer (fresh 100 MB results cost page faults), keeping each tile's top k.
         bq = min(len(q), _QUERY_BLOCK)
-        vt = max(kk, _TILE.get(dev.type, _TILE["cuda"]) // bq)
+        vt = max(k, _TILE.get(dev.type, _TILE["cuda"]) // bq)
         buf = torch.empty(0 if dev.type == "cpu" and len(q) == 1 else bq * min(vt, n), device=dev)
         for qs in range(0, len(q), bq):
             block = q[qs : qs + bq]
@@ -257,20 +262,18 @@ class WordVectors:
                     torch.matmul(block, part.T, out=scores)
                 hit = (ex_rows >= qs) & (ex_rows < qs + len(block)) & (ex_cols >= vs) & (ex_cols < vs + len(part))
                 scores[ex_rows[hit] - qs, ex_cols[hit] - vs] = -torch.inf
-                v, i = torch.topk(scores, min(kk, len(part)), dim=1)
+                v, i = torch.topk(scores, min(k, len(part)), dim=1)
                 vals.append(v)
                 ids.append(i + vs)
-            v, j = torch.topk(torch.cat(vals, 1), kk, dim=1)  # (b, kk), best first
-            out_s[qs : qs + len(block), :kk] = v.cpu().numpy()
-            out_i[qs : qs + len(block), :kk] = torch.gather(torch.cat(ids, 1), 1, j).cpu().numpy()
+            v, j = torch.topk(torch.cat(vals, 1), k, dim=1)  # (b, k), best first
+            out_s[qs : qs + len(block), :k] = v.cpu().numpy()
+            out_i[qs : qs + len(block), :k] = torch.gather(torch.cat(ids, 1), 1, j).cpu().numpy()
         out_i[np.isneginf(out_s)] = -1
         return out_s, out_i
 
     def _unit_on(self, device: torch.device) -> torch.Tensor:
         if device.type == "cpu":
             return torch.from_numpy(self.get_normed_vectors())  # shares memory
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={str(device)!r} but torch sees no CUDA device; use device=None (CPU)")
         key = str(device)
         if key not in self._on_device:
             self._on_device[key] = torch.from_numpy(self.get_normed_vectors()).to(device)
@@ -388,6 +391,33 @@ class WordVectors:
             log.info("to_embedding: %d of %d words have no vector (e.g. %s)", len(missing), len(words), missing[:5])
         emb = torch.nn.Embedding.from_pretrained(torch.from_numpy(weight), freeze=freeze, padding_idx=padding_idx)
         return PretrainedEmbedding(emb, missing)
+
+
+def torch_device(spec, name: str = "device") -> torch.device:
+    """``spec`` (``None``: the CPU) as a ``torch.device``, or ``ValueError`` naming ``name`` and the fix.
+
+    >>> torch_device(None), torch_device("cpu")
+    (device(type='cpu'), device(type='cpu'))
+    """
+    if spec is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} {spec!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {spec!r} but torch sees no CUDA device; use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            n = torch.cuda.device_count()
+            raise ValueError(f"{name} {spec!r} but there are {n} GPU(s); use cuda:0" + (f" to cuda:{n - 1}" if n > 1 else ""))
+    return device
+
+
+def check_count(value, name: str) -> None:
+    """``value`` is ``None`` or a whole number >= 0 (a negative slice bound would drop words silently)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
+        raise ValueError(f"{name} must be a whole number >= 0 or None, got {value!r}")
 
 
 def _as_list(keys) -> list:

@@ -21,7 +21,7 @@ from dataclasses import fields
 import torch
 
 from w2v.chunks import ChunkPlan
-from w2v.config import TrainConfig
+from w2v.config import CPU_DEFAULTS, GPU_DEFAULTS, TrainConfig
 from w2v.model import FusedSGNS, SkipGramNS
 from w2v.strategies.base import Loop, Progress, Strategy, check_loss
 from w2v.strategies.cpu_kernel import CpuKernel
@@ -29,12 +29,6 @@ from w2v.strategies.ranks import Ranks
 from w2v.strategies.threads import Threads
 
 __all__ = ["Loop", "Progress", "Strategy", "check_loss", "choose", "resolve", "build", "GPU_DEFAULTS", "CPU_DEFAULTS"]
-
-# What ``auto`` means, per kind of step. The Triton step applies each batch synchronously
-# with the trust damping, which holds the 4k-pair quality at 16k pairs (docs/benchmarks.md,
-# hot rows); larger chunks amortise the per-chunk host read on a GPU.
-CPU_DEFAULTS = dict(batch_size=4096, hot_rows="sum", chunk_tokens=65536)
-GPU_DEFAULTS = dict(batch_size=16384, hot_rows="trust", chunk_tokens=1 << 20)
 
 
 def _triton_unavailable(model: SkipGramNS):
