@@ -37,17 +37,17 @@ if [ $dry = 1 ]; then
   dev=cpu
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
   corpus=w2v/data/enwiki-gutenberg-2m.txt.gz; [ -f "$corpus" ] || corpus=data/enwiki-gutenberg-2m.txt.gz
-  bench=(--max-tokens 4000 --dims 16 --chunk-tokens 2048 --batch-size 256 --no-warmup)
-  vocab=(--vocab 3000 --dim 16 --tokens 20000 --chunk-tokens 4096 --batch-size 256)
+  bench=(--max-tokens 1200 --dims 16 --chunk-tokens 1024 --batch-size 256 --no-warmup)
+  vocab=(--vocab 3000 --dim 16 --tokens 1500 --chunk-tokens 1024 --batch-size 256)
   threads=(--max-tokens 20000 --dims 16 --chunk-tokens 4096)
   train=(data.corpus="$corpus" train.device=cpu train.kernel=triton train.epochs=1 train.progress=false
-         train.chunk_tokens=2048 train.batch_size=256 model.dim=16 data.min_count=1 eval.every_epoch=false
+         train.chunk_tokens=1024 train.batch_size=256 model.dim=16 data.min_count=1 eval.every_epoch=false
          eval.analogies=null eval.similarity=null eval.projector_words=0 hydra.run.dir="$tmp/run")
   tests=(-m gpu)
   subset() { python3 - "$corpus" "$tmp/small.txt" <<'PY'
 import gzip, sys
 with gzip.open(sys.argv[1], "rt", encoding="utf-8") as f, open(sys.argv[2], "w", encoding="utf-8") as out:
-    out.write(" ".join(f.read(200_000).split()[:6000]))
+    out.write(" ".join(f.read(50_000).split()[:1500]))
 PY
   }
   subset && train[0]=data.corpus="$tmp/small.txt"
