@@ -80,7 +80,7 @@ def measure(enc, vocab, args, step: str, dim: int, seed: int, device: torch.devi
     cfg = TrainConfig(
         epochs=args.epochs, window=args.window, negatives=args.negatives, sample=args.sample, lr=args.lr,
         min_lr=args.min_lr, seed=seed, kernel=STEP_KERNEL[step], progress=False, workers=args.workers,
-        batch_size=args.batch_size, chunk_tokens=args.chunk_tokens,
+        batch_size=args.batch_size, chunk_tokens=args.chunk_tokens, deterministic=args.deterministic,
     )
     if args.warmup:  # the same settings on the first chunks: compilation and allocation are not measured
         warm = replace(cfg, epochs=1)
@@ -114,6 +114,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=None, help="default: the step's own (train.batch_size=null)")
     p.add_argument("--chunk-tokens", type=int, default=None, help="default: the step's own")
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
+                   help="train.deterministic: the CPU kernel's threads split each batch (else Hogwild! threads)")
     p.add_argument("--max-tokens", type=int, default=None, help="train on the first N tokens only")
     p.add_argument("--no-warmup", dest="warmup", action="store_false")
     p.add_argument("--no-score", dest="score", action="store_false", help="speed only")

@@ -127,6 +127,7 @@ BAD = {
     "train.workers": -1,
     "train.kernel": "cuda",
     "train.hogwild": "yes",
+    "train.deterministic": 1,
     "train.chunk_tokens": 1,
     "train.device": "tpu",
     "train.seed": 2**63,

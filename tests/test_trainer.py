@@ -191,3 +191,16 @@ def test_all_finite_checks_every_block():
         bad = table.clone()
         bad[row, 3] = float("nan") if row % 2 else float("inf")
         assert not all_finite(bad, block_bytes=64)
+
+
+def test_hogwild_kernel_threads_learn_and_one_thread_equals_the_deterministic_kernel(planted):
+    path, groups = planted
+    if make_trainer(path)[0].strategy.name != "cpu-kernel":
+        pytest.skip("the CPU kernel does not build here")
+    det, _, det_result = fit(path, workers=1, seed=4)
+    one, _, one_result = fit(path, workers=1, seed=4, deterministic=False)
+    assert torch.equal(det.input.weight, one.input.weight)  # the same chunks, the same maths, in order
+    assert det_result.epoch_losses == one_result.epoch_losses
+    two, vocab, result = fit(path, workers=2, seed=4, deterministic=False)
+    assert result.words == 3 * 60_000 and result.epoch_losses[-1] < result.epoch_losses[0]
+    assert topic_precision(two, vocab, groups) >= 0.9

@@ -64,6 +64,11 @@ class TrainConfig:
     hot_rows_trust: float = 2.0  # hot_rows=trust: the load past which a row is damped
     sub_batch: Optional[int] = None  # apply each batch as sequential sub-batches of this many pairs
     workers: int = 0  # CPU threads; 0: one per core
+    # The CPU kernel's threads split every batch so that a run is bitwise the same for any
+    # thread count (true), or each thread trains whole chunks on its own, Hogwild! style as
+    # word2vec.c and gensim do (false: no barriers, so more cores add more speed; the result
+    # depends on the threads' timing).
+    deterministic: bool = True
     # The step (w2v.strategies): "auto" runs the fused Triton step on a GPU (w2v.triton_step)
     # and the compiled CPU kernel (w2v.kernel; bitwise deterministic for any thread count)
     # on the CPU, each when it can, else the torch step; "fused" insists on the CPU kernel,
@@ -277,6 +282,7 @@ RULES: Dict[str, Check] = {
     "train.workers": _integer(0, 4096, meaning=" (0: one per core)"),
     "train.kernel": _choice(KERNELS),
     "train.hogwild": _boolean,
+    "train.deterministic": _boolean,
     "train.chunk_tokens": _integer(2, optional=True, meaning=" (a chunk of one token has no pairs; null: the step's own)"),
     "train.device": _device,
     "train.seed": _integer(0, MAX_SEED),

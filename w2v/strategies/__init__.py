@@ -1,7 +1,8 @@
 """The ways of running the training step, one module each, behind :class:`Strategy`.
 
 =============== ========================================================================
-``cpu-kernel``  the compiled C kernel on ``workers`` threads (CPU default; bitwise reproducible)
+``cpu-kernel``  the compiled C kernel on ``workers`` threads (CPU default; bitwise reproducible;
+                with ``train.deterministic=false`` each thread trains its own chunks, Hogwild!)
 ``threads``     the torch step on ``workers`` Hogwild! threads (CPU without a compiler, hot-row
                 modes other than ``sum``; one thread on a GPU without Triton)
 ``ranks``       several processes with row-sharded tables (``torchrun``)
@@ -108,5 +109,7 @@ def build(kind: str, model: SkipGramNS, plan: ChunkPlan, rank: int = 0, world_si
         return Triton(model, plan, mode="hogwild" if cfg.hogwild else "sync")
     workers = cfg.workers or os.cpu_count() or 1
     if kind == "cpu-kernel":
+        if not cfg.deterministic:  # no barriers: each thread trains its own chunks
+            return Threads(model, plan, workers, kernel=True)
         return CpuKernel(model, plan, workers)
     return Threads(model, plan, workers if plan.device.type == "cpu" else 1)

@@ -23,6 +23,29 @@ from w2v.state import WorkerStats
 from w2v.strategies.base import Loop, Progress, Strategy, check_loss
 
 
+def run_fused_chunk(plan: ChunkPlan, epoch: int, index: int, pairs, step: FusedSGNS, stats: WorkerStats) -> None:
+    """Every batch of a chunk's drawn ``pairs`` in one kernel call."""
+    cfg = plan.cfg
+    a, b = plan.bounds[index]
+    centers, contexts, noise = pairs
+    total = centers.numel()
+    usable = total - total % cfg.shared_negatives  # as `batches` drops the last partial group
+    if usable:
+        nb = -(-usable // cfg.batch_size)
+        lrs = [plan.batch_lr(epoch, index, j, total) for j in range(nb)]
+        measure = [j % cfg.log_every == 0 for j in range(nb)]
+        before = step.phase_seconds.copy()
+        losses = step(contexts[:usable], centers[:usable], noise[: usable // cfg.shared_negatives], cfg.batch_size, lrs, measure)
+        for part, seconds in zip(PHASES, step.phase_seconds - before):
+            stats.spent(part, seconds)
+        sizes = np.minimum(cfg.batch_size, usable - np.arange(nb) * cfg.batch_size)
+        stats.loss_sum += float(losses[measure].sum())
+        stats.loss_pairs += int(sizes[measure].sum())
+        stats.pairs += usable
+        stats.lr = lrs[-1]
+    stats.words += b - a
+
+
 class CpuKernel(Strategy):
     """The compiled kernel fed by a drawing thread, one chunk ahead."""
 
@@ -37,28 +60,7 @@ class CpuKernel(Strategy):
         return f"CPU kernel, {self.threads} thread(s)"
 
     def _run_chunk(self, epoch: int, index: int, pairs, stats: WorkerStats) -> None:
-        """Every batch of the chunk in one kernel call."""
-        plan, cfg = self.plan, self.plan.cfg
-        a, b = plan.bounds[index]
-        centers, contexts, noise = pairs
-        total = centers.numel()
-        usable = total - total % cfg.shared_negatives  # as `batches` drops the last partial group
-        if usable:
-            nb = -(-usable // cfg.batch_size)
-            lrs = [plan.batch_lr(epoch, index, j, total) for j in range(nb)]
-            measure = [j % cfg.log_every == 0 for j in range(nb)]
-            before = self.step.phase_seconds.copy()
-            losses = self.step(
-                contexts[:usable], centers[:usable], noise[: usable // cfg.shared_negatives], cfg.batch_size, lrs, measure
-            )
-            for part, seconds in zip(PHASES, self.step.phase_seconds - before):
-                stats.spent(part, seconds)
-            sizes = np.minimum(cfg.batch_size, usable - np.arange(nb) * cfg.batch_size)
-            stats.loss_sum += float(losses[measure].sum())
-            stats.loss_pairs += int(sizes[measure].sum())
-            stats.pairs += usable
-            stats.lr = lrs[-1]
-        stats.words += b - a
+        run_fused_chunk(self.plan, epoch, index, pairs, self.step, stats)
 
     def run(self, loop: Loop, epoch: int, todo: List[int], stats: List[WorkerStats], progress: Progress) -> None:
         """The drawing thread hands out the chunks, so it is the one that stops when a

@@ -1,10 +1,13 @@
-"""The torch step on Hogwild! threads (and the torch step on one GPU without Triton).
+"""Hogwild! threads: each takes whole chunks, draws their pairs and trains them on its own.
 
-Several worker threads each take a chunk, draw its pairs and run :class:`~w2v.model.SGNSStep`
-on consecutive batches, updating the shared tables without locks (Hogwild!, Recht et al.
-2011, as word2vec.c and gensim do). Each runs single-threaded torch ops, which release the
-GIL; on 2 cores this beat torch's own OpenMP threads, which also collapse when another
-process is busy on a core. With one worker a run is bitwise reproducible.
+Several worker threads each take a chunk, draw its pairs and update the shared tables
+without locks (Hogwild!, Recht et al. 2011, as word2vec.c and gensim do): with the torch
+step (:class:`~w2v.model.SGNSStep`, single-threaded torch ops, which release the GIL; on 2
+cores this beat torch's own OpenMP threads, which also collapse when another process is
+busy on a core), or with the compiled kernel on one thread each (``train.deterministic=false``:
+no barriers between threads, so more cores add speed, but the result depends on timing).
+With one worker a run is bitwise reproducible. On a GPU without Triton, one worker feeds
+the torch step.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import torch
 
 from w2v.batching import batches
 from w2v.chunks import ChunkPlan
-from w2v.model import SGNSStep, SkipGramNS
+from w2v.model import FusedSGNS, SGNSStep, SkipGramNS
 from w2v.state import WorkerStats
 from w2v.strategies.base import Loop, Progress, Strategy, check_loss
+from w2v.strategies.cpu_kernel import run_fused_chunk
 
 
 def torch_step(model: SkipGramNS, cfg) -> SGNSStep:
@@ -54,16 +58,37 @@ def run_chunk(plan: ChunkPlan, epoch: int, index: int, pairs, step: SGNSStep, st
     stats.words += b - a
 
 
+def _run_fused_chunk(plan: ChunkPlan, epoch: int, index: int, pairs, step: FusedSGNS, stats: WorkerStats) -> None:
+    before = stats.loss_sum
+    run_fused_chunk(plan, epoch, index, pairs, step, stats)
+    check_loss(stats.loss_sum - before, epoch, plan.cfg)
+
+
 class Threads(Strategy):
-    """``workers`` threads, each taking whole chunks and running the torch step on them."""
+    """``workers`` threads, each taking whole chunks and running its own step on them.
+
+    Args:
+        kernel: each thread runs the compiled CPU kernel on one thread (else the torch step).
+    """
 
     name = "threads"
 
-    def __init__(self, model: SkipGramNS, plan: ChunkPlan, workers: int) -> None:
-        self.model, self.plan, self.num_workers = model, plan, workers
+    def __init__(self, model: SkipGramNS, plan: ChunkPlan, workers: int, kernel: bool = False) -> None:
+        self.model, self.plan, self.num_workers, self.kernel = model, plan, workers, kernel
+        if kernel:
+            self.name = "kernel-threads"
+            plan.c_windows = True
 
     def describe(self) -> str:
+        if self.kernel:
+            return f"CPU kernel, {self.num_workers} Hogwild thread(s)"
         return f"torch step, {self.num_workers} thread(s)" if self.plan.device.type == "cpu" else "torch step"
+
+    def _step(self):
+        """This thread's step and the function that trains a chunk with it."""
+        if self.kernel:
+            return FusedSGNS(self.model, self.plan.cfg.shared_negatives, 1), _run_fused_chunk
+        return torch_step(self.model, self.plan.cfg), run_chunk
 
     def run(self, loop: Loop, epoch: int, todo: List[int], stats: List[WorkerStats], progress: Progress) -> None:
         plan = self.plan
@@ -73,7 +98,7 @@ class Threads(Strategy):
 
         def work(w: int) -> None:
             try:
-                step = torch_step(self.model, plan.cfg)
+                step, train = self._step()
                 gen = torch.Generator(device=plan.device)
                 while not stop.is_set():
                     with lock:
@@ -83,7 +108,7 @@ class Threads(Strategy):
                     began = time.perf_counter()
                     pairs = plan.pairs(epoch, index, gen)
                     stats[w].spent("batch generation", time.perf_counter() - began)
-                    run_chunk(plan, epoch, index, pairs, step, stats[w])
+                    train(plan, epoch, index, pairs, step, stats[w])
             except BaseException as e:  # re-raised in the main thread
                 errors.append(e)
                 stop.set()
