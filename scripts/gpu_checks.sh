@@ -10,7 +10,7 @@
 #   then run `bash scripts/gpu_checks.sh .gpu/enwiki-gutenberg-20m.txt.gz` there, carrying .gpu.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-corpus=${1:-data/enwiki-gutenberg-2m.txt.gz}
+corpus=${1:-w2v/data/enwiki-gutenberg-2m.txt.gz}
 log=${OUT:-/tmp}/gpu-checks.log
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 {

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -8,7 +10,7 @@ from conftest import ROOT
 
 def compose_cfg(overrides=()):
     register_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "w2v" / "conf")):
         return compose(config_name="config", overrides=list(overrides))
 
 
@@ -80,3 +82,10 @@ def test_hot_row_keys_compose_and_the_kernel_refuses_them():
     cfg.train.kernel, cfg.train.hot_rows = "fused", "trust"
     with pytest.raises(ValueError, match="train.kernel=torch"):
         validate(cfg)
+
+
+def test_defaults_point_into_the_package():
+    package = ROOT / "w2v"
+    for cfg in (compose_cfg(), Config()):
+        for path in (cfg.data.corpus, cfg.eval.analogies, cfg.eval.similarity):
+            assert Path(path).is_file() and package in Path(path).parents, path

@@ -11,7 +11,7 @@ from w2v.vectors import WordVectors
 
 gensim_kv = pytest.importorskip("gensim.models.keyedvectors")
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "w2v" / "data"
 QUESTIONS = DATA / "questions-words.txt"
 WORDSIM = DATA / "wordsim353.tsv"
 

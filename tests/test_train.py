@@ -400,7 +400,7 @@ def test_a_diverging_run_is_one_error_line_and_exit_2(planted, tmp_path):
 def test_truncated_vectors_are_one_line(trained_run, tmp_path, program):
     data = (trained_run / "vectors.bin").read_bytes()
     (tmp_path / "cut.bin").write_bytes(data[: len(data) // 2])
-    args = ["--word", "waaaa"] if program == "w2v.query" else ["--analogies", str(ROOT / "data" / "questions-words.txt")]
+    args = ["--word", "waaaa"] if program == "w2v.query" else ["--analogies", str(ROOT / "w2v" / "data" / "questions-words.txt")]
     env = dict(os.environ)
     r = subprocess.run(
         [sys.executable, "-m", program, str(tmp_path / "cut.bin"), *args], capture_output=True, text=True, cwd=tmp_path,

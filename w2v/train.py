@@ -405,7 +405,9 @@ def main() -> None:
 
     register_configs()
 
-    @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+    # The package's own conf/, by its full path: found the same way as python -m w2v.train
+    # and as the installed w2v-train (for which Hydra would look for a module w2v.conf).
+    @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="config")
     def run(cfg) -> Optional[float]:
         signal.signal(signal.SIGTERM, _terminate)
         try:
