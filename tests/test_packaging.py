@@ -64,7 +64,7 @@ def test_the_installed_commands_train_and_query_from_any_folder(installed):
             "export.checkpoint=false", "eval.projector_words=0", cwd=work, env=env)
     assert "nearest neighbours" in r.stdout and "analogy" in r.stdout
     (folder,) = (work / "outputs").glob("*/*")
-    assert (folder / "vectors.bin").is_file()
+    assert (folder / "vectors.bin").is_file() and "trained" in (folder / "train.log").read_text()
 
     vectors = folder / "vectors.bin"
     assert "Cosine similarity" in run(bin_ / "w2v-query", vectors, "--word", "king", cwd=work, env=env).stdout

@@ -86,12 +86,14 @@ def test_cli_trains_with_overrides(planted, tmp_path):
     corpus, _ = planted
     out = tmp_path / "cli"
     r = run_cli(
-        f"data.corpus={corpus}", "data.min_count=1", "model.dim=16", "train.epochs=1", "model.num_shards=4",
+        f"data.corpus={corpus}", "data.min_count=1", "model.dim=16", "train.epochs=2", "model.num_shards=4",
         "model.partition_strategy=div", "train.progress=false", "eval.probe_words=[wabab]", f"hydra.run.dir={out}",
-        cwd=tmp_path,
+        "train.batch_size=256", "train.shared_negatives=8", cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
     assert "wabab:" in r.stdout and (out / "vectors.bin").is_file()
+    log = (out / "train.log").read_text()  # the run's lines are kept in its folder
+    assert "corpus: 60,000 tokens" in log and "epoch 1: loss" in log and "wabab:" in log and "outputs in" in log
 
 
 @pytest.mark.parametrize(
@@ -114,8 +116,7 @@ def test_bad_input_is_one_line_exit_2_and_no_outputs(planted, tmp_path, override
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr
-    leftovers = {"vectors.bin", "vectors.txt", "vocab.txt", "checkpoint.pt"} & set(os.listdir(out) if out.exists() else [])
-    assert not leftovers
+    assert not out.exists()  # a run that fails before training leaves no folder
 
 
 def test_empty_corpus_is_a_clear_error(tmp_path):
@@ -264,8 +265,7 @@ def assert_one_line_error(r, message, out=None):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr
     if out is not None:
-        leftovers = {"vectors.bin", "vectors.txt", "vocab.txt", "checkpoint.pt", "checkpoints"}
-        assert not leftovers & set(os.listdir(out) if out.exists() else [])
+        assert not out.exists()  # a run that fails before training leaves no folder
 
 
 @pytest.mark.parametrize(
@@ -407,3 +407,65 @@ def test_truncated_vectors_are_one_line(trained_run, tmp_path, program):
         env=env, timeout=120,
     )
     assert_one_line_error(r, "the file is truncated")
+
+
+# --- the command line: Hydra's errors as ours, help, sweeps, resuming in place ----------
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.dim=abc", "model.dim=abc: model.dim takes an integer; e.g. model.dim=100"),
+        ("train.lr=fast", "train.lr=fast: train.lr takes a number"),
+        ("export.formats=bin", "export.formats takes a list; e.g. export.formats=[bin,txt]"),
+        ("model.dimm=10", "unknown key model.dimm; did you mean model.dim=10?"),
+        ("+model.dimm=10", "unknown key model.dimm; did you mean model.dim=10?"),
+        ("data=text8", "corpus not found: data/text8; fetch it with scripts/download_text8.sh"),
+    ],
+)
+def test_config_errors_are_one_line_exit_2_and_leave_no_run_folder(tmp_path, override, message):
+    r = run_cli(override, cwd=tmp_path)
+    assert_one_line_error(r, message)
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_help_lists_the_groups_and_the_main_keys(tmp_path):
+    r = run_cli("--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for text in ("+experiment", "debug", "text8", "model.dim", "train.epochs", "eval.restrict_vocab", "export.formats"):
+        assert text in r.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cfg_job_and_sweeps_still_work(planted, tmp_path):
+    corpus, _ = planted
+    r = run_cli("--cfg", "job", "model.dim=7", "+experiment=debug", cwd=tmp_path)
+    assert r.returncode == 0 and "dim: 7" in r.stdout and "epochs: 1" in r.stdout, r.stderr
+    sweep = tmp_path / "sweep"
+    r = run_cli(
+        "-m", f"data.corpus={corpus}", "data.min_count=1", "model.dim=8,16", "train.epochs=1", "train.progress=false",
+        "eval.analogies=null", "eval.similarity=null", "eval.projector_words=0", "export.formats=[bin]",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    dims = [WordVectors.load(sweep / job / "vectors.bin").vector_size for job in ("0", "1")]
+    assert dims == [8, 16]
+
+
+def test_resuming_a_run_folder_continues_in_it(planted, tmp_path):
+    corpus, _ = planted
+    settings = [
+        f"data.corpus={corpus}", "data.min_count=1", "model.dim=8", "train.batch_size=256", "train.shared_negatives=8",
+        "train.progress=false", "eval.analogies=null", "eval.similarity=null", "eval.projector_words=0",
+    ]
+    first = tmp_path / "first"
+    assert run_cli(*settings, "train.epochs=1", f"hydra.run.dir={first}", cwd=tmp_path).returncode == 0
+    r = run_cli(*settings, "train.epochs=2", f"train.resume={first}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from" in r.stderr and f"outputs in {first}" in r.stdout
+    assert not (tmp_path / "outputs").exists()
+    assert load_checkpoint(first / "checkpoint.pt")["state"]["words"] == 2 * 60_000
+    assert len(list((first / "tb").glob("events.*"))) == 2  # TensorBoard's curves in one place
+    assert "epochs: 1" in (first / ".hydra" / "config.yaml").read_text()  # the first run's config is kept
+    (resumed,) = (first / ".hydra").glob("resumed-*")
+    assert "epochs: 2" in (resumed / "config.yaml").read_text()
