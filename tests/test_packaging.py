@@ -53,7 +53,7 @@ def test_the_wheel_holds_the_config_the_data_and_the_licence(installed):
 
 
 @pytest.mark.slow
-def test_the_installed_commands_train_and_query_from_any_folder(installed):
+def test_the_installed_commands_train_query_and_evaluate_from_any_folder(installed):
     _, venv, work, env = installed
     bin_ = venv / "bin"
     where = run(bin_ / "python", "-c", "import w2v; print(w2v.__file__)", cwd=work, env=env).stdout.strip()
@@ -68,3 +68,5 @@ def test_the_installed_commands_train_and_query_from_any_folder(installed):
 
     vectors = folder / "vectors.bin"
     assert "Cosine similarity" in run(bin_ / "w2v-query", vectors, "--word", "king", cwd=work, env=env).stdout
+    report = run(bin_ / "w2v-evaluate", vectors, cwd=work, env=env).stdout  # the bundled sets
+    assert "questions-words.txt" in report and "wordsim353.tsv" in report and "restrict_vocab=30000" in report

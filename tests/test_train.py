@@ -87,11 +87,12 @@ def test_cli_trains_with_overrides(planted, tmp_path):
     out = tmp_path / "cli"
     r = run_cli(
         f"data.corpus={corpus}", "data.min_count=1", "model.dim=16", "train.epochs=2", "model.num_shards=4",
-        "model.partition_strategy=div", "train.progress=false", "eval.probe_words=[wabab]", f"hydra.run.dir={out}",
+        "model.partition_strategy=div", "train.progress=true", "eval.probe_words=[wabab]", f"hydra.run.dir={out}",
         "train.batch_size=256", "train.shared_negatives=8", cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
     assert "wabab:" in r.stdout and (out / "vectors.bin").is_file()
+    assert "100%" in r.stderr.rsplit("\r", 1)[-1]  # the bar ends full
     log = (out / "train.log").read_text()  # the run's lines are kept in its folder
     assert "corpus: 60,000 tokens" in log and "epoch 1: loss" in log and "wabab:" in log and "outputs in" in log
 
@@ -469,3 +470,63 @@ def test_resuming_a_run_folder_continues_in_it(planted, tmp_path):
     assert "epochs: 1" in (first / ".hydra" / "config.yaml").read_text()  # the first run's config is kept
     (resumed,) = (first / ".hydra").glob("resumed-*")
     assert "epochs: 2" in (resumed / "config.yaml").read_text()
+
+
+# --- what the run reports ---------------------------------------------------------------
+
+
+def test_npy_export_keeps_the_vocabulary_counts(planted, cache_dir, tmp_path):
+    corpus, _ = planted
+    cfg = small_config(corpus, cache_dir, epochs=1)
+    cfg.export.formats = ["npy"]
+    train(cfg, tmp_path)
+    vocab = Vocab.load(tmp_path / "vocab.txt")
+    counts = [int(line.rsplit(" ", 1)[1]) for line in (tmp_path / "vectors.vocab.txt").read_text().splitlines()]
+    assert counts == list(vocab.counts) and sum(counts) == 60_000
+
+
+def test_probe_neighbours_come_from_frequent_words_and_missing_probes_are_named(planted, cache_dir, tmp_path, capsys):
+    corpus, _ = planted
+    cfg = small_config(corpus, cache_dir, epochs=1)
+    cfg.eval.probe_words, cfg.eval.restrict_vocab, cfg.eval.topn = ["waaaa", "nosuchword"], 10, 5
+    train(cfg, tmp_path)
+    out = capsys.readouterr().out
+    frequent = Vocab.load(tmp_path / "vocab.txt").index_to_key[:10]
+    (line,) = [l for l in out.splitlines() if l.startswith("waaaa: ")]
+    assert all(pair.rsplit(" ", 1)[0] in frequent for pair in line[len("waaaa: "):].split(", "))
+    assert "among the 10 most frequent words" in out
+    assert "probe words not in the vocabulary: nosuchword" in out
+
+
+def test_scores_name_their_units():
+    from w2v.train import _scores
+
+    text = _scores({"analogy": 0.17844, "ws353_spearman": 0.515, "ws353_oov_pct": 12.7479})
+    assert text == "analogy 17.84%, ws353_spearman 0.5150, ws353_oov 12.7%"
+
+
+class _Scalars:
+    def __init__(self):
+        self.points = []
+
+    def add_scalar(self, tag, value, step):
+        self.points.append((tag, value, step))
+
+
+def test_words_per_second_leave_out_the_pauses_between_epochs():
+    from types import SimpleNamespace
+
+    from w2v.train import _Monitor
+
+    writer = _Scalars()
+    monitor = _Monitor(total_words=20_000, epoch_words=10_000, writer=writer, show=False)
+    stats = [SimpleNamespace(lr=0.01)]
+    for epoch in range(2):
+        report = monitor.for_epoch(epoch)
+        time.sleep(0.05)
+        report(10_000, stats, 1.0)
+        monitor.end_epoch(epoch)
+        time.sleep(1.0)  # evaluation between epochs
+    monitor.close()
+    rates = [value for tag, value, _ in writer.points if tag == "train/words_per_sec"]
+    assert len(rates) == 2 and min(rates) > 10_000 / 0.5  # 10,000 words in ~0.05 s; with the pause, < 10,000/s

@@ -178,7 +178,11 @@ class _NoWriter:
 
 
 class _Monitor:
-    """tqdm bar and TensorBoard scalars fed by the trainer's progress callback."""
+    """tqdm bar and TensorBoard scalars fed by the trainer's progress callback.
+
+    Words/s count training time only: each epoch restarts the clocks, so the evaluation
+    between epochs does not slow the figures down, and each epoch's end fills the bar.
+    """
 
     def __init__(self, total_words: int, epoch_words: int, writer, show: bool, start: int = 0) -> None:
         from tqdm.auto import tqdm
@@ -191,6 +195,8 @@ class _Monitor:
 
     def for_epoch(self, epoch: int):
         base = epoch * self.epoch_words
+        self.bar.unpause()  # the time since the last update (evaluation) is not training
+        self.last = (time.perf_counter(), max(base, self.bar.n))
 
         def report(words: int, stats, loss: float) -> None:
             done = base + words
@@ -206,6 +212,10 @@ class _Monitor:
             self.writer.add_scalar("train/words_per_sec", rate, done)
 
         return report
+
+    def end_epoch(self, epoch: int) -> None:
+        """Fill the bar to the epoch's end (the last report comes up to half a second earlier)."""
+        self.bar.update(max((epoch + 1) * self.epoch_words - self.bar.n, 0))
 
     def say(self, text: str, err: bool = False) -> None:
         """A line of the run (see :func:`_say`) that does not break the bar."""
@@ -235,6 +245,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     from .evaluate import evaluate_word_analogies, evaluate_word_pairs
     from .vectors import WordVectors
 
+    run_started = time.perf_counter()
     validate(cfg)
     logging.getLogger("w2v.evaluate").setLevel(logging.WARNING)  # the run prints its own summary
     device = parallel.local_device(resolve_device(cfg.train.device))
@@ -329,7 +340,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
             return model.input.full_table(dst=0), model.output.full_table(dst=0)
 
     def vectors(table) -> WordVectors:
-        return WordVectors(vocab.index_to_key, table.cpu().numpy())
+        return WordVectors(vocab.index_to_key, table.cpu().numpy(), counts=vocab.counts)
 
     warned: list = []
 
@@ -340,9 +351,9 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
                 score, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab)
                 scores["analogy"] = float(score)
             if similarity is not None:
-                _, spearman, oov = evaluate_word_pairs(wv, similarity)
+                _, spearman, oov = evaluate_word_pairs(wv, similarity, restrict_vocab=cfg.eval.restrict_vocab)
                 scores["ws353_spearman"] = float(spearman[0])
-                scores["ws353_oov"] = float(oov)
+                scores["ws353_oov_pct"] = float(oov)
         except ValueError as e:
             if not warned:
                 monitor.say(f"warning: evaluation skipped: {e}", err=True)
@@ -352,11 +363,12 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         return scores
 
     def probes(wv: WordVectors, step: int) -> str:
+        """Each probe word's neighbours among the frequent words (as analogies are scored)."""
         lines = []
         for word in cfg.eval.probe_words:
             if word in wv:
-                near = ", ".join(f"{w} {s:.2f}" for w, s in wv.most_similar(word, topn=cfg.eval.topn))
-                lines.append(f"{word}: {near}")
+                near = wv.most_similar(word, topn=cfg.eval.topn, restrict_vocab=cfg.eval.restrict_vocab)
+                lines.append(f"{word}: " + ", ".join(f"{w} {s:.2f}" for w, s in near))
         text = "\n".join(lines)
         if text:
             writer.add_text("neighbours", text.replace("\n", "  \n"), step)
@@ -369,6 +381,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
 
     def on_epoch_end(epoch: int, result) -> None:
         step = (epoch + 1) * len(corpus)
+        monitor.end_epoch(epoch)
         if not cfg.eval.every_epoch or epoch + 1 == cfg.train.epochs:
             return
         table = tables()[0]
@@ -378,10 +391,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         scores = evaluate(wv, step)
         probes(wv, step)
         projector(wv, step)
-        monitor.say(
-            f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s"
-            + "".join(f", {k} {v:.4f}" for k, v in scores.items())
-        )
+        monitor.say(f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s" + _scores(scores, ", "))
 
     try:
         with _stop_on_signals(trainer):
@@ -415,7 +425,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         loss=result.loss,
         epoch_losses=result.epoch_losses,
     )
-    metrics.update(evaluate(wv, final_step))
+    scores = evaluate(wv, final_step)
     neighbours = probes(wv, final_step)
     projector(wv, final_step)
     writer.close()
@@ -427,17 +437,38 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
             wv.save(export_dir / f"vectors.{fmt}")
     if cfg.export.checkpoint:
         save_checkpoint(out / FINAL, model, vocab, config, trainer.state.to_dict(), tables=final)
+    metrics.update(scores)
+    metrics["run_seconds"] = time.perf_counter() - run_started
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     _say(
-        f"trained {result.words:,} words in {result.seconds:.1f}s ({result.words_per_sec:,.0f} words/s), final loss {result.loss:.4f}"
-        + "".join(f", {k} {metrics[k]:.4f}" for k in ("analogy", "ws353_spearman") if k in metrics)
+        f"trained {result.words:,} words in {result.seconds:.1f}s ({result.words_per_sec:,.0f} words/s), "
+        f"final loss {result.loss:.4f}; the run took {metrics['run_seconds']:.1f}s"
     )
+    if scores:
+        _say(f"evaluation (eval.restrict_vocab={cfg.eval.restrict_vocab}): " + _scores(scores))
     if neighbours:
-        _say("nearest neighbours:\n" + neighbours)
+        among = min(cfg.eval.restrict_vocab, len(vocab))
+        _say(f"nearest neighbours (among the {among:,} most frequent words):\n" + neighbours)
+    missing = [word for word in cfg.eval.probe_words if word not in wv]
+    if missing:
+        _say(f"probe words not in the vocabulary: {', '.join(missing)} (eval.probe_words)")
     _say(f"outputs in {out}")
     parallel.shutdown()
     return metrics
+
+
+def _scores(scores: Dict[str, float], lead: str = "") -> str:
+    """Evaluation scores with their units: ``analogy 17.84%, ws353_spearman 0.5150, ws353_oov 12.7%``."""
+    shown = []
+    for name, value in scores.items():
+        if name == "analogy":
+            shown.append(f"analogy {100 * value:.2f}%")
+        elif name.endswith("_pct"):
+            shown.append(f"{name[:-4]} {value:.1f}%")
+        else:
+            shown.append(f"{name} {value:.4f}")
+    return lead + ", ".join(shown) if shown else ""
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, TrainingDiverged)
