@@ -4,6 +4,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from w2v.config import Config, register_configs, validate
+from w2v.overrides import schema_keys
 
 from conftest import ROOT
 
@@ -89,3 +90,8 @@ def test_defaults_point_into_the_package():
     for cfg in (compose_cfg(), Config()):
         for path in (cfg.data.corpus, cfg.eval.analogies, cfg.eval.similarity):
             assert Path(path).is_file() and package in Path(path).parents, path
+
+
+def test_the_readme_names_every_config_key():
+    readme = (ROOT / "README.md").read_text()
+    assert [key for key in schema_keys() if f"`{key}`" not in readme] == []

@@ -438,6 +438,7 @@ def test_help_lists_the_groups_and_the_main_keys(tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_cfg_job_and_sweeps_still_work(planted, tmp_path):
     corpus, _ = planted
     r = run_cli("--cfg", "job", "model.dim=7", "+experiment=debug", cwd=tmp_path)
@@ -453,6 +454,7 @@ def test_cfg_job_and_sweeps_still_work(planted, tmp_path):
     assert dims == [8, 16]
 
 
+@pytest.mark.slow
 def test_resuming_a_run_folder_continues_in_it(planted, tmp_path):
     corpus, _ = planted
     settings = [

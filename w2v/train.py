@@ -18,6 +18,7 @@ the command line's overrides are checked by :mod:`w2v.overrides` before Hydra ru
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -247,6 +249,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
 
     run_started = time.perf_counter()
     validate(cfg)
+    tensorboard = _import_in_background("torch.utils.tensorboard")  # 0.1-0.4 s, while the corpus loads
     logging.getLogger("w2v.evaluate").setLevel(logging.WARNING)  # the run prints its own summary
     device = parallel.local_device(resolve_device(cfg.train.device))
     # Under torchrun: join the other processes. Rank 0 alone prints, logs and writes files.
@@ -313,11 +316,9 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     else:
         model.reset_parameters(torch.Generator().manual_seed(cfg.train.seed))
 
-    from torch.utils.tensorboard import SummaryWriter
-
     if main:
         vocab.save(out / "vocab.txt")
-    writer = SummaryWriter(str(out / "tb")) if main else _NoWriter()
+    writer = tensorboard.result().SummaryWriter(str(out / "tb")) if main else _NoWriter()
     monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, start.words if start else 0)
     metrics: Dict[str, Any] = {"vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device)}
     if world > 1:
@@ -425,18 +426,19 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         loss=result.loss,
         epoch_losses=result.epoch_losses,
     )
-    scores = evaluate(wv, final_step)
-    neighbours = probes(wv, final_step)
-    projector(wv, final_step)
-    writer.close()
 
-    for fmt in cfg.export.formats:
-        if fmt in ("bin", "txt"):
-            wv.save_word2vec_format(export_dir / f"vectors.{fmt}", binary=fmt == "bin")
-        else:
-            wv.save(export_dir / f"vectors.{fmt}")
-    if cfg.export.checkpoint:
+    def checkpoint() -> None:
         save_checkpoint(out / FINAL, model, vocab, config, trainer.state.to_dict(), tables=final)
+
+    # The files are written on a thread while the vectors are evaluated: text formatting
+    # and the evaluation's matrix products overlap (the export waits for neither).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="w2v-export") as pool:
+        exported = pool.submit(_export, wv, cfg.export.formats, export_dir, checkpoint if cfg.export.checkpoint else None)
+        scores = evaluate(wv, final_step)
+        neighbours = probes(wv, final_step)
+        projector(wv, final_step)
+        writer.close()
+        exported.result()
     metrics.update(scores)
     metrics["run_seconds"] = time.perf_counter() - run_started
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -456,6 +458,25 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     _say(f"outputs in {out}")
     parallel.shutdown()
     return metrics
+
+
+def _import_in_background(name: str) -> Future:
+    """Import module ``name`` on a thread; the future's ``result()`` is the module."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="w2v-import")
+    future = pool.submit(importlib.import_module, name)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _export(wv, formats, folder: Path, checkpoint=None) -> None:
+    """Write the final checkpoint (when ``checkpoint`` is given, first), then ``wv`` in each format."""
+    if checkpoint is not None:
+        checkpoint()
+    for fmt in formats:
+        if fmt in ("bin", "txt"):
+            wv.save_word2vec_format(folder / f"vectors.{fmt}", binary=fmt == "bin")
+        else:
+            wv.save(folder / f"vectors.{fmt}")
 
 
 def _scores(scores: Dict[str, float], lead: str = "") -> str:
