@@ -45,7 +45,7 @@ def run(ranks: int, args, folder: Path, *overrides: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default=str(ROOT / "data" / "enwiki-gutenberg-2m.txt.gz"))
+    parser.add_argument("--corpus", default=str(ROOT / "w2v" / "data" / "enwiki-gutenberg-2m.txt.gz"))
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=4096)

@@ -86,12 +86,15 @@ def test_cli_trains_with_overrides(planted, tmp_path):
     corpus, _ = planted
     out = tmp_path / "cli"
     r = run_cli(
-        f"data.corpus={corpus}", "data.min_count=1", "model.dim=16", "train.epochs=1", "model.num_shards=4",
-        "model.partition_strategy=div", "train.progress=false", "eval.probe_words=[wabab]", f"hydra.run.dir={out}",
-        cwd=tmp_path,
+        f"data.corpus={corpus}", "data.min_count=1", "model.dim=16", "train.epochs=2", "model.num_shards=4",
+        "model.partition_strategy=div", "train.progress=true", "eval.probe_words=[wabab]", f"hydra.run.dir={out}",
+        "train.batch_size=256", "train.shared_negatives=8", cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
     assert "wabab:" in r.stdout and (out / "vectors.bin").is_file()
+    assert "100%" in r.stderr.rsplit("\r", 1)[-1]  # the bar ends full
+    log = (out / "train.log").read_text()  # the run's lines are kept in its folder
+    assert "corpus: 60,000 tokens" in log and "epoch 1: loss" in log and "wabab:" in log and "outputs in" in log
 
 
 @pytest.mark.parametrize(
@@ -114,8 +117,7 @@ def test_bad_input_is_one_line_exit_2_and_no_outputs(planted, tmp_path, override
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr
-    leftovers = {"vectors.bin", "vectors.txt", "vocab.txt", "checkpoint.pt"} & set(os.listdir(out) if out.exists() else [])
-    assert not leftovers
+    assert not out.exists()  # a run that fails before training leaves no folder
 
 
 def test_empty_corpus_is_a_clear_error(tmp_path):
@@ -264,8 +266,7 @@ def assert_one_line_error(r, message, out=None):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr
     if out is not None:
-        leftovers = {"vectors.bin", "vectors.txt", "vocab.txt", "checkpoint.pt", "checkpoints"}
-        assert not leftovers & set(os.listdir(out) if out.exists() else [])
+        assert not out.exists()  # a run that fails before training leaves no folder
 
 
 @pytest.mark.parametrize(
@@ -400,10 +401,134 @@ def test_a_diverging_run_is_one_error_line_and_exit_2(planted, tmp_path):
 def test_truncated_vectors_are_one_line(trained_run, tmp_path, program):
     data = (trained_run / "vectors.bin").read_bytes()
     (tmp_path / "cut.bin").write_bytes(data[: len(data) // 2])
-    args = ["--word", "waaaa"] if program == "w2v.query" else ["--analogies", str(ROOT / "data" / "questions-words.txt")]
+    args = ["--word", "waaaa"] if program == "w2v.query" else ["--analogies", str(ROOT / "w2v" / "data" / "questions-words.txt")]
     env = dict(os.environ)
     r = subprocess.run(
         [sys.executable, "-m", program, str(tmp_path / "cut.bin"), *args], capture_output=True, text=True, cwd=tmp_path,
         env=env, timeout=120,
     )
     assert_one_line_error(r, "the file is truncated")
+
+
+# --- the command line: Hydra's errors as ours, help, sweeps, resuming in place ----------
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.dim=abc", "model.dim=abc: model.dim takes an integer; e.g. model.dim=100"),
+        ("train.lr=fast", "train.lr=fast: train.lr takes a number"),
+        ("export.formats=bin", "export.formats takes a list; e.g. export.formats=[bin,txt]"),
+        ("model.dimm=10", "unknown key model.dimm; did you mean model.dim=10?"),
+        ("+model.dimm=10", "unknown key model.dimm; did you mean model.dim=10?"),
+        ("data=text8", "corpus not found: data/text8; fetch it with scripts/download_text8.sh"),
+    ],
+)
+def test_config_errors_are_one_line_exit_2_and_leave_no_run_folder(tmp_path, override, message):
+    r = run_cli(override, cwd=tmp_path)
+    assert_one_line_error(r, message)
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_help_lists_the_groups_and_the_main_keys(tmp_path):
+    r = run_cli("--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for text in ("+experiment", "debug", "text8", "model.dim", "train.epochs", "eval.restrict_vocab", "export.formats"):
+        assert text in r.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_cfg_job_and_sweeps_still_work(planted, tmp_path):
+    corpus, _ = planted
+    r = run_cli("--cfg", "job", "model.dim=7", "+experiment=debug", cwd=tmp_path)
+    assert r.returncode == 0 and "dim: 7" in r.stdout and "epochs: 1" in r.stdout, r.stderr
+    sweep = tmp_path / "sweep"
+    r = run_cli(
+        "-m", f"data.corpus={corpus}", "data.min_count=1", "model.dim=8,16", "train.epochs=1", "train.progress=false",
+        "eval.analogies=null", "eval.similarity=null", "eval.projector_words=0", "export.formats=[bin]",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    dims = [WordVectors.load(sweep / job / "vectors.bin").vector_size for job in ("0", "1")]
+    assert dims == [8, 16]
+
+
+@pytest.mark.slow
+def test_resuming_a_run_folder_continues_in_it(planted, tmp_path):
+    corpus, _ = planted
+    settings = [
+        f"data.corpus={corpus}", "data.min_count=1", "model.dim=8", "train.batch_size=256", "train.shared_negatives=8",
+        "train.progress=false", "eval.analogies=null", "eval.similarity=null", "eval.projector_words=0",
+    ]
+    first = tmp_path / "first"
+    assert run_cli(*settings, "train.epochs=1", f"hydra.run.dir={first}", cwd=tmp_path).returncode == 0
+    r = run_cli(*settings, "train.epochs=2", f"train.resume={first}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from" in r.stderr and f"outputs in {first}" in r.stdout
+    assert not (tmp_path / "outputs").exists()
+    assert load_checkpoint(first / "checkpoint.pt")["state"]["words"] == 2 * 60_000
+    assert len(list((first / "tb").glob("events.*"))) == 2  # TensorBoard's curves in one place
+    assert "epochs: 1" in (first / ".hydra" / "config.yaml").read_text()  # the first run's config is kept
+    (resumed,) = (first / ".hydra").glob("resumed-*")
+    assert "epochs: 2" in (resumed / "config.yaml").read_text()
+
+
+# --- what the run reports ---------------------------------------------------------------
+
+
+def test_npy_export_keeps_the_vocabulary_counts(planted, cache_dir, tmp_path):
+    corpus, _ = planted
+    cfg = small_config(corpus, cache_dir, epochs=1)
+    cfg.export.formats = ["npy"]
+    train(cfg, tmp_path)
+    vocab = Vocab.load(tmp_path / "vocab.txt")
+    counts = [int(line.rsplit(" ", 1)[1]) for line in (tmp_path / "vectors.vocab.txt").read_text().splitlines()]
+    assert counts == list(vocab.counts) and sum(counts) == 60_000
+
+
+def test_probe_neighbours_come_from_frequent_words_and_missing_probes_are_named(planted, cache_dir, tmp_path, capsys):
+    corpus, _ = planted
+    cfg = small_config(corpus, cache_dir, epochs=1)
+    cfg.eval.probe_words, cfg.eval.restrict_vocab, cfg.eval.topn = ["waaaa", "nosuchword"], 10, 5
+    train(cfg, tmp_path)
+    out = capsys.readouterr().out
+    frequent = Vocab.load(tmp_path / "vocab.txt").index_to_key[:10]
+    (line,) = [l for l in out.splitlines() if l.startswith("waaaa: ")]
+    assert all(pair.rsplit(" ", 1)[0] in frequent for pair in line[len("waaaa: "):].split(", "))
+    assert "among the 10 most frequent words" in out
+    assert "probe words not in the vocabulary: nosuchword" in out
+
+
+def test_scores_name_their_units():
+    from w2v.train import _scores
+
+    text = _scores({"analogy": 0.17844, "ws353_spearman": 0.515, "ws353_oov_pct": 12.7479})
+    assert text == "analogy 17.84%, ws353_spearman 0.5150, ws353_oov 12.7%"
+
+
+class _Scalars:
+    def __init__(self):
+        self.points = []
+
+    def add_scalar(self, tag, value, step):
+        self.points.append((tag, value, step))
+
+
+def test_words_per_second_leave_out_the_pauses_between_epochs():
+    from types import SimpleNamespace
+
+    from w2v.train import _Monitor
+
+    writer = _Scalars()
+    monitor = _Monitor(total_words=20_000, epoch_words=10_000, writer=writer, show=False)
+    stats = [SimpleNamespace(lr=0.01)]
+    for epoch in range(2):
+        report = monitor.for_epoch(epoch)
+        time.sleep(0.05)
+        report(10_000, stats, 1.0)
+        monitor.end_epoch(epoch)
+        time.sleep(1.0)  # evaluation between epochs
+    monitor.close()
+    rates = [value for tag, value, _ in writer.points if tag == "train/words_per_sec"]
+    assert len(rates) == 2 and min(rates) > 10_000 / 0.5  # 10,000 words in ~0.05 s; with the pause, < 10,000/s

@@ -38,38 +38,31 @@ CACHE_VERSION = 1
 CHUNK_CHARS = 1 << 20
 
 
-def project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
 def resolve_corpus(spec: str) -> List[Path]:
     """The files a corpus spec names, in a stable order.
 
-    A relative path that does not exist from the working directory is also tried from the
-    project root, so the bundled ``data/`` corpus works from anywhere.
+    A relative path is taken from the working directory (the bundled corpus is the default
+    by its full path, :func:`w2v.config.bundled`).
 
     Raises:
         FileNotFoundError: nothing matches.
     """
-    candidates = [Path(spec).expanduser()]
-    if not candidates[0].is_absolute():
-        candidates.append(project_root() / spec)
-    for path in candidates:
-        if path.is_file():
-            return [path.resolve()]
-        if path.is_dir():
-            files = sorted(
-                p.resolve()
-                for p in path.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            if files:
-                return files
-            raise FileNotFoundError(f"corpus folder {spec} holds no files; point data.corpus at text files")
-        if globmod.has_magic(str(path)):
-            files = sorted(Path(p).resolve() for p in globmod.glob(str(path), recursive=True) if os.path.isfile(p))
-            if files:
-                return files
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path.resolve()]
+    if path.is_dir():
+        files = sorted(
+            p.resolve()
+            for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+        if files:
+            return files
+        raise FileNotFoundError(f"corpus folder {spec} holds no files; point data.corpus at text files")
+    if globmod.has_magic(str(path)):
+        files = sorted(Path(p).resolve() for p in globmod.glob(str(path), recursive=True) if os.path.isfile(p))
+        if files:
+            return files
     raise FileNotFoundError(f"corpus not found: {spec}; set data.corpus to a file, folder or glob that exists")
 
 

@@ -7,19 +7,28 @@ returning the run's metrics, so tests and notebooks call it without a command li
 While training, SIGINT (Ctrl-C) and SIGTERM stop the run at the next chunk boundary
 after saving a checkpoint (:class:`~w2v.trainer.TrainingInterrupted`); the command line
 then exits with 130 or 143. A second signal aborts at once. ``train.resume`` continues
-from a checkpoint file or a run folder, exactly where it stopped.
+from a checkpoint file or a run folder, exactly where it stopped; on the command line, in
+that run folder.
+
+What the run prints also goes to the ``w2v.train`` logger, which the command line keeps in
+the run folder's ``train.log``. The configuration ships inside the package (``w2v/conf``);
+the command line's overrides are checked by :mod:`w2v.overrides` before Hydra runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
+import os
+import shutil
 import signal
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -35,6 +44,31 @@ from .corpus import Tokenizer, load_corpus, resolve_corpus
 from .model import SkipGramNS
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
 from .vocab import Vocab
+
+log = logging.getLogger("w2v.train")  # by name: run as ``python -m``, __name__ is __main__
+
+
+def _say(text: str, err: bool = False, level: int = logging.INFO, bar=None) -> None:
+    """Print a line of the run (notes and warnings on stderr) and keep it in the log, if any.
+
+    The command line logs ``w2v.train`` to the run folder's ``train.log`` alone; without a
+    handler (a script calling :func:`train`) the line is printed once, not again by
+    ``logging``'s last resort.
+
+    Args:
+        bar: a tqdm bar to print above, so that the line does not break it.
+    """
+    stream = sys.stderr if err else sys.stdout
+    if bar is not None:
+        bar.write(text, file=stream)
+    else:
+        print(text, file=stream)
+    if log.hasHandlers():
+        log.log(level, text)
+
+
+def _quiet(*args, **kwargs) -> None:
+    """What ranks other than 0 say: nothing."""
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -72,6 +106,22 @@ def _data_file(path: Optional[str]) -> Optional[Path]:
         return resolve_corpus(path)[0]
     except FileNotFoundError:
         raise FileNotFoundError(f"evaluation file not found: {path}; fix the eval.* path or set it to null")
+
+
+# Corpora that configs name but the package does not ship, and where each comes from.
+_NOT_SHIPPED = {
+    "text8": "fetch it with scripts/download_text8.sh (in the w2v repository), or set data.corpus to a copy",
+    "enwiki-gutenberg-20m.txt.gz": "+experiment=enwiki20m runs only where the 20M-word benchmark corpus is "
+    "(see docs/benchmarks.md); set data.corpus to a copy",
+}
+
+
+def _load_corpus(data, tokenizer: Tokenizer):
+    """:func:`~w2v.corpus.load_corpus`; a missing corpus that a config names says where it comes from."""
+    path = Path(data.corpus).expanduser()
+    if path.name in _NOT_SHIPPED and not path.exists():
+        raise FileNotFoundError(f"corpus not found: {data.corpus}; {_NOT_SHIPPED[path.name]}")
+    return load_corpus(data.corpus, tokenizer, cache=data.cache, cache_dir=data.cache_dir)
 
 
 def _writable(folder: Path, key: str) -> Path:
@@ -131,7 +181,11 @@ class _NoWriter:
 
 
 class _Monitor:
-    """tqdm bar and TensorBoard scalars fed by the trainer's progress callback."""
+    """tqdm bar and TensorBoard scalars fed by the trainer's progress callback.
+
+    Words/s count training time only: each epoch restarts the clocks, so the evaluation
+    between epochs does not slow the figures down, and each epoch's end fills the bar.
+    """
 
     def __init__(self, total_words: int, epoch_words: int, writer, show: bool, start: int = 0) -> None:
         from tqdm.auto import tqdm
@@ -144,6 +198,8 @@ class _Monitor:
 
     def for_epoch(self, epoch: int):
         base = epoch * self.epoch_words
+        self.bar.unpause()  # the time since the last update (evaluation) is not training
+        self.last = (time.perf_counter(), max(base, self.bar.n))
 
         def report(words: int, stats, loss: float) -> None:
             done = base + words
@@ -160,9 +216,13 @@ class _Monitor:
 
         return report
 
-    def note(self, text: str) -> None:
-        """A line on stderr that does not break the bar."""
-        self.bar.write(text, file=sys.stderr)
+    def end_epoch(self, epoch: int) -> None:
+        """Fill the bar to the epoch's end (the last report comes up to half a second earlier)."""
+        self.bar.update(max((epoch + 1) * self.epoch_words - self.bar.n, 0))
+
+    def say(self, text: str, err: bool = False) -> None:
+        """A line of the run (see :func:`_say`) that does not break the bar."""
+        _say(text, err=err, bar=self.bar)
 
     def close(self) -> None:
         self.bar.close()
@@ -188,7 +248,9 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     from .evaluate import evaluate_word_analogies, evaluate_word_pairs
     from .vectors import WordVectors
 
+    run_started = time.perf_counter()
     validate(cfg)
+    tensorboard = _import_in_background("torch.utils.tensorboard")  # 0.1-0.4 s, while the corpus loads
     logging.getLogger("w2v.evaluate").setLevel(logging.WARNING)  # the run prints its own summary
     device = parallel.local_device(resolve_device(cfg.train.device))
     # Under torchrun: join the other processes. Rank 0 alone prints, logs and writes files.
@@ -196,7 +258,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     rank, world = parallel.rank_and_size()
     check_run(cfg, device, world)  # what the settings will allocate, before allocating it
     main = rank == 0
-    say = print if main else (lambda *args, **kwargs: None)
+    say = _say if main else _quiet
     if world > 1:  # every rank's periodic checkpoints go to rank 0's run folder
         folder = [str(output_dir)]
         dist.broadcast_object_list(folder, src=0)
@@ -209,15 +271,21 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     if cfg.train.resume:  # before the corpus: a bad checkpoint fails fast
         ckpt = load_checkpoint(cfg.train.resume, rank, world)
         for change in check_resumable(ckpt, config):
-            say(f"warning: resuming with {change}; the result will differ from an uninterrupted run", file=sys.stderr)
+            say(
+                f"warning: resuming with {change}; the result will differ from an uninterrupted run",
+                err=True, level=logging.WARNING,
+            )
     torch.manual_seed(cfg.train.seed)
 
     tokenizer = Tokenizer(cfg.data.token_pattern, cfg.data.lowercase)
     started = time.perf_counter()
     with _one_encoder(world, main):
-        corpus = load_corpus(cfg.data.corpus, tokenizer, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
+        corpus = _load_corpus(cfg.data, tokenizer)
     if corpus.bad_bytes:
-        say(f"warning: {corpus.bad_bytes} bytes of the corpus were not valid UTF-8 and were read as U+FFFD", file=sys.stderr)
+        say(
+            f"warning: {corpus.bad_bytes} bytes of the corpus were not valid UTF-8 and were read as U+FFFD",
+            err=True, level=logging.WARNING,
+        )
     if ckpt is not None:  # the vocabulary comes from the checkpoint
         vocab = Vocab(ckpt["words"], ckpt["counts"].tolist())
     else:
@@ -232,7 +300,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         f"corpus: {len(corpus):,} tokens, {len(corpus.types):,} types; vocabulary: {len(vocab):,} words "
         f"(min_count={cfg.data.min_count}, <unk> absorbs {vocab.counts[0]:,} tokens); "
         f"device: {device}" + (f" x {world} processes" if world > 1 else "") + f"; prepared in {time.perf_counter() - started:.1f}s",
-        file=sys.stderr,
+        err=True,
     )
 
     model = SkipGramNS(
@@ -247,16 +315,14 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         trainer.check_start(start)
         restore_tables(model, ckpt)
         resumed_from = ckpt["path"]
-        say(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", file=sys.stderr)
+        say(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", err=True)
         del ckpt  # the tables are in the model now
     else:
         model.reset_parameters(torch.Generator().manual_seed(cfg.train.seed))
 
-    from torch.utils.tensorboard import SummaryWriter
-
     if main:
         vocab.save(out / "vocab.txt")
-    writer = SummaryWriter(str(out / "tb")) if main else _NoWriter()
+    writer = tensorboard.result().SummaryWriter(str(out / "tb")) if main else _NoWriter()
     monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, start.words if start else 0)
     metrics: Dict[str, Any] = {
         "vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device), "step": trainer.strategy.name,
@@ -271,7 +337,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     def save(state: TrainState) -> None:
         saved.append(checkpoints.save(model, vocab, config, state.to_dict()))
         if main:
-            monitor.note(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)")
+            monitor.say(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)", err=True)
 
     def tables():
         """Both whole tables on rank 0 (``None`` elsewhere): a collective over several processes."""
@@ -281,7 +347,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
             return model.input.full_table(dst=0), model.output.full_table(dst=0)
 
     def vectors(table) -> WordVectors:
-        return WordVectors(vocab.index_to_key, table.cpu().numpy())
+        return WordVectors(vocab.index_to_key, table.cpu().numpy(), counts=vocab.counts)
 
     warned: list = []
 
@@ -292,23 +358,24 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
                 score, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab or None)
                 scores["analogy"] = float(score)
             if similarity is not None:
-                _, spearman, oov = evaluate_word_pairs(wv, similarity)
+                _, spearman, oov = evaluate_word_pairs(wv, similarity, restrict_vocab=cfg.eval.restrict_vocab)
                 scores["ws353_spearman"] = float(spearman[0])
-                scores["ws353_oov"] = float(oov)
+                scores["ws353_oov_pct"] = float(oov)
         except ValueError as e:
             if not warned:
-                print(f"warning: evaluation skipped: {e}", file=sys.stderr)
+                monitor.say(f"warning: evaluation skipped: {e}", err=True)
                 warned.append(True)
         for name, value in scores.items():
             writer.add_scalar(f"eval/{name}", value, step)
         return scores
 
     def probes(wv: WordVectors, step: int) -> str:
+        """Each probe word's neighbours among the frequent words (as analogies are scored)."""
         lines = []
         for word in cfg.eval.probe_words:
             if word in wv:
-                near = ", ".join(f"{w} {s:.2f}" for w, s in wv.most_similar(word, topn=cfg.eval.topn))
-                lines.append(f"{word}: {near}")
+                near = wv.most_similar(word, topn=cfg.eval.topn, restrict_vocab=cfg.eval.restrict_vocab)
+                lines.append(f"{word}: " + ", ".join(f"{w} {s:.2f}" for w, s in near))
         text = "\n".join(lines)
         if text:
             writer.add_text("neighbours", text.replace("\n", "  \n"), step)
@@ -321,6 +388,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
 
     def on_epoch_end(epoch: int, result) -> None:
         step = (epoch + 1) * len(corpus)
+        monitor.end_epoch(epoch)
         if not cfg.eval.every_epoch or epoch + 1 == cfg.train.epochs:
             return
         table = tables()[0]
@@ -330,10 +398,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         scores = evaluate(wv, step)
         probes(wv, step)
         projector(wv, step)
-        monitor.bar.write(
-            f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s"
-            + "".join(f", {k} {v:.4f}" for k, v in scores.items())
-        )
+        monitor.say(f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s" + _scores(scores, ", "))
 
     try:
         with _stop_on_signals(trainer):
@@ -367,29 +432,70 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         loss=result.loss,
         epoch_losses=result.epoch_losses,
     )
-    metrics.update(evaluate(wv, final_step))
-    neighbours = probes(wv, final_step)
-    projector(wv, final_step)
-    writer.close()
 
-    for fmt in cfg.export.formats:
-        if fmt in ("bin", "txt"):
-            wv.save_word2vec_format(export_dir / f"vectors.{fmt}", binary=fmt == "bin")
-        else:
-            wv.save(export_dir / f"vectors.{fmt}")
-    if cfg.export.checkpoint:
+    def checkpoint() -> None:
         save_checkpoint(out / FINAL, model, vocab, config, trainer.state.to_dict(), tables=final)
+
+    # The files are written on a thread while the vectors are evaluated: text formatting
+    # and the evaluation's matrix products overlap (the export waits for neither).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="w2v-export") as pool:
+        exported = pool.submit(_export, wv, cfg.export.formats, export_dir, checkpoint if cfg.export.checkpoint else None)
+        scores = evaluate(wv, final_step)
+        neighbours = probes(wv, final_step)
+        projector(wv, final_step)
+        writer.close()
+        exported.result()
+    metrics.update(scores)
+    metrics["run_seconds"] = time.perf_counter() - run_started
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
-    print(
-        f"trained {result.words:,} words in {result.seconds:.1f}s ({result.words_per_sec:,.0f} words/s), final loss {result.loss:.4f}"
-        + "".join(f", {k} {metrics[k]:.4f}" for k in ("analogy", "ws353_spearman") if k in metrics)
+    _say(
+        f"trained {result.words:,} words in {result.seconds:.1f}s ({result.words_per_sec:,.0f} words/s), "
+        f"final loss {result.loss:.4f}; the run took {metrics['run_seconds']:.1f}s"
     )
+    if scores:
+        _say(f"evaluation (eval.restrict_vocab={cfg.eval.restrict_vocab}): " + _scores(scores))
     if neighbours:
-        print("nearest neighbours:\n" + neighbours)
-    print(f"outputs in {out}")
+        among = min(cfg.eval.restrict_vocab, len(vocab))
+        _say(f"nearest neighbours (among the {among:,} most frequent words):\n" + neighbours)
+    missing = [word for word in cfg.eval.probe_words if word not in wv]
+    if missing:
+        _say(f"probe words not in the vocabulary: {', '.join(missing)} (eval.probe_words)")
+    _say(f"outputs in {out}")
     parallel.shutdown()
     return metrics
+
+
+def _import_in_background(name: str) -> Future:
+    """Import module ``name`` on a thread; the future's ``result()`` is the module."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="w2v-import")
+    future = pool.submit(importlib.import_module, name)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _export(wv, formats, folder: Path, checkpoint=None) -> None:
+    """Write the final checkpoint (when ``checkpoint`` is given, first), then ``wv`` in each format."""
+    if checkpoint is not None:
+        checkpoint()
+    for fmt in formats:
+        if fmt in ("bin", "txt"):
+            wv.save_word2vec_format(folder / f"vectors.{fmt}", binary=fmt == "bin")
+        else:
+            wv.save(folder / f"vectors.{fmt}")
+
+
+def _scores(scores: Dict[str, float], lead: str = "") -> str:
+    """Evaluation scores with their units: ``analogy 17.84%, ws353_spearman 0.5150, ws353_oov 12.7%``."""
+    shown = []
+    for name, value in scores.items():
+        if name == "analogy":
+            shown.append(f"analogy {100 * value:.2f}%")
+        elif name.endswith("_pct"):
+            shown.append(f"{name[:-4]} {value:.1f}%")
+        else:
+            shown.append(f"{name} {value:.4f}")
+    return lead + ", ".join(shown) if shown else ""
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, TrainingDiverged)
@@ -405,41 +511,92 @@ def _terminate(signum, frame) -> None:
     raise _Terminated()
 
 
+def _discard_if_unused(folder: Path, parents: bool) -> None:
+    """Remove a run folder that holds only what Hydra wrote before the run (``.hydra``, the log).
+
+    A run that fails before training so leaves nothing behind; a folder with anything of
+    the run's own (TensorBoard events, checkpoints) stays, its ``train.log`` saying why the
+    run stopped. With ``parents`` (Hydra's own ``outputs/DATE/TIME``), the empty folders
+    above it inside the working directory go too.
+    """
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    if not all(name == ".hydra" or name.endswith(".log") for name in entries):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    here = Path.cwd()
+    for parent in Path(folder).absolute().parents if parents else ():
+        if parent == here or here not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty
+            break
+
+
+def _stop(status: int, line: Optional[str]) -> None:
+    """End a failed run with ``status``: ``line`` on stderr and in the log; an unused folder goes."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if line is not None:
+        _say(line, err=True, level=logging.ERROR)
+    hydra = HydraConfig.get()
+    chosen = any(o.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for o in hydra.overrides.hydra)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 owns the folder
+        _discard_if_unused(Path(hydra.runtime.output_dir), parents=not chosen)
+    sys.exit(status)
+
+
+def _one_line(e: BaseException) -> str:
+    return "error: " + " ".join(str(e).split())
+
+
 def main() -> None:
+    """``w2v-train`` and ``python -m w2v.train``: Hydra's command line over :func:`train`."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    register_configs()
+    from .overrides import check_overrides, resume_in_place
 
-    @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+    register_configs()
+    try:  # Hydra's own reports of a bad override are many lines and exit status 1
+        check_overrides(sys.argv[1:])
+        sys.argv[1:] = resume_in_place(sys.argv[1:])
+    except ValueError as e:
+        print(_one_line(e), file=sys.stderr)
+        sys.exit(2)
+
+    # The package's own conf/, by its full path: found the same way as python -m w2v.train
+    # and as the installed w2v-train (for which Hydra would look for a module w2v.conf).
+    @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="config")
     def run(cfg) -> Optional[float]:
+        out = Path(HydraConfig.get().runtime.output_dir)
         signal.signal(signal.SIGTERM, _terminate)
         try:
-            metrics = train(cfg, HydraConfig.get().runtime.output_dir)
+            metrics = train(cfg, out)
         except USER_ERRORS as e:
-            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-            sys.exit(2)
+            _stop(2, _one_line(e))
         except parallel.PeerFailure as e:
-            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-            sys.exit(PEER_FAILURE_EXIT)
+            _stop(PEER_FAILURE_EXIT, _one_line(e))
         except TrainingInterrupted as e:
             by = signal.Signals(e.signum).name if e.signum else "request"
             rank, world = parallel.rank_and_size()
             # Over several processes every rank saved its own file; the run folder names them all.
             where = e.checkpoint if world == 1 else Path(e.checkpoint).parent.parent
-            if rank == 0:
-                print(
-                    f"stopped by {by} at epoch {e.state.epoch + 1}, {e.state.words:,} words; "
-                    f"checkpoint saved to {e.checkpoint}; continue with train.resume={where}",
-                    file=sys.stderr,
-                )
-            sys.exit(128 + e.signum)
+            line = (
+                f"stopped by {by} at epoch {e.state.epoch + 1}, {e.state.words:,} words; "
+                f"checkpoint saved to {e.checkpoint}; continue with train.resume={where}"
+            )
+            _stop(128 + e.signum, line if rank == 0 else None)
         except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
-            sys.exit(130)
+            _stop(130, "error: interrupted")
         except _Terminated:
-            print("error: terminated", file=sys.stderr)
-            sys.exit(128 + signal.SIGTERM)
+            _stop(128 + signal.SIGTERM, "error: terminated")
+        except BaseException:
+            log.exception("the run failed")  # a bug: the traceback goes to stderr and to train.log
+            raise
         return metrics.get("analogy")  # what a sweeper would optimise
 
     run()
