@@ -307,7 +307,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=world > 1
     )
     trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, device)
-    say(f"step: {trainer.strategy.describe()}", file=sys.stderr)
+    say(f"step: {trainer.strategy.describe()}", err=True)
     start: Optional[TrainState] = None
     resumed_from = None
     if ckpt is not None:
