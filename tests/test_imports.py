@@ -10,15 +10,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "w2v"
 # A module may import from its own layer's group only where noted, else from lower layers.
 LAYERS = {
     "config": 0,
+    "safefile": 0,
     "corpus": 1,
     "vocab": 1,
     "parallel": 1,
+    "runlock": 1,
     "sampling": 2,
     "batching": 2,
     "embedding": 3,
     "kernel": 3,
     "model": 4,
     "state": 4,
+    "stopping": 4,
     "checkpoint": 5,
     "trainer": 5,
     "formats": 6,
