@@ -12,11 +12,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "w2v"
 # A module may import from its own layer's group only where noted, else from lower layers.
 LAYERS = {
     "config": 0,
+    "safefile": 0,
     "corpus": 1,
     "vocab": 1,
     "parallel": 1,
     "budget": 1,
     "files": 1,
+    "runlock": 1,
     "sampling": 2,
     "batching": 2,
     "device_pairs": 3,  # sampling and batching on the device, without host syncs
@@ -24,6 +26,7 @@ LAYERS = {
     "kernel": 3,
     "model": 4,
     "state": 4,
+    "stopping": 4,
     "chunks": 5,
     "triton_step": 5,
     "checkpoint": 5,

@@ -10,6 +10,12 @@ then exits with 130 or 143. A second signal aborts at once. ``train.resume`` con
 from a checkpoint file or a run folder, exactly where it stopped; on the command line, in
 that run folder.
 
+Nothing trained is lost (:mod:`w2v.stopping`): the moment training ends the tables go to
+``checkpoint.pt`` (elsewhere, with a warning, when the run folder has no room), before
+evaluation, projector and export; a signal or a failed write after that names the file,
+and ``train.resume`` on a finished run only evaluates and exports. A run folder is held
+by one run at a time (:mod:`w2v.runlock`).
+
 What the run prints also goes to the ``w2v.train`` logger, which the command line keeps in
 the run folder's ``train.log``. The configuration ships inside the package (``w2v/conf``);
 the command line's overrides are checked by :mod:`w2v.overrides` before Hydra runs.
@@ -26,22 +32,25 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from . import parallel
 from .budget import check_run
-from .checkpoint import FINAL, FOLDER, CheckpointFolder, check_resumable, load_checkpoint, restore_tables, save_checkpoint
+from .checkpoint import (
+    FINAL, FOLDER, CheckpointFolder, check_corpus, check_resumable, load_checkpoint, restore_tables, save_checkpoint,
+)
 from .config import parse_device, register_configs, validate
 from .corpus import Tokenizer, load_corpus, resolve_corpus
 from .model import SkipGramNS
+from .runlock import RunLock
+from .safefile import atomic_write, reason, sweep
+from .stopping import FinishingInterrupted, RunSignals
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
 from .vocab import Vocab
 
@@ -116,12 +125,12 @@ _NOT_SHIPPED = {
 }
 
 
-def _load_corpus(data, tokenizer: Tokenizer):
+def _load_corpus(data, tokenizer: Tokenizer, warn=None):
     """:func:`~w2v.corpus.load_corpus`; a missing corpus that a config names says where it comes from."""
     path = Path(data.corpus).expanduser()
     if path.name in _NOT_SHIPPED and not path.exists():
         raise FileNotFoundError(f"corpus not found: {data.corpus}; {_NOT_SHIPPED[path.name]}")
-    return load_corpus(data.corpus, tokenizer, cache=data.cache, cache_dir=data.cache_dir)
+    return load_corpus(data.corpus, tokenizer, cache=data.cache, cache_dir=data.cache_dir, warn=warn)
 
 
 def _writable(folder: Path, key: str) -> Path:
@@ -135,30 +144,81 @@ def _writable(folder: Path, key: str) -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def _stop_on_signals(trainer: Trainer):
-    """SIGINT and SIGTERM ask ``trainer`` to checkpoint and stop at the next chunk boundary.
+def _claim_folders(cfg, output_dir, main: bool, world: int) -> Tuple[Path, Path, Optional[RunLock]]:
+    """The run folder (rank 0's for every rank), held by rank 0 alone, and the export folder.
 
-    The first signal puts the previous handlers back, so a second one aborts at once
-    (Ctrl-C: ``KeyboardInterrupt``). Outside the main thread nothing is installed.
+    Raises:
+        ValueError: a folder is not writable, or another live run holds the run folder.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-
-    def handler(signum, frame) -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        trainer.request_stop(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
+    lock, problem = None, None
+    if main:
+        try:
+            lock = RunLock(_writable(Path(output_dir), "hydra.run.dir"))
+        except ValueError as e:
+            problem = str(e)
+    if world > 1:  # every rank writes into rank 0's run folder, and stops with it
+        shared = [str(output_dir), problem]
+        dist.broadcast_object_list(shared, src=0)
+        output_dir, problem = shared
+    if problem:
+        raise ValueError(problem)
     try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        out = _writable(Path(output_dir), "hydra.run.dir")
+        export_dir = _writable(Path(cfg.export.dir), "export.dir") if cfg.export.dir else out
+    except ValueError:
+        if lock is not None:
+            lock.release()
+        raise
+    if main:  # what killed runs left: temp files of exports and checkpoints
+        for folder in (out, out / FOLDER, export_dir):
+            sweep(folder)
+    return out, export_dir, lock
+
+
+def _spare_folders(out: Path, export_dir: Path) -> List[Path]:
+    """Where the trained tables go when the run folder has no room: beside the vectors, else $TMPDIR."""
+    return [export_dir, Path(tempfile.gettempdir()) / f"w2v-saved-{out.name}-{os.getpid()}"]
+
+
+def _save_somewhere(name: str, write: Callable[[Path], None], folders: List[Path]) -> Tuple[Optional[Path], List[str]]:
+    """``write(folder / name)`` into the first of ``folders`` that takes it.
+
+    Returns:
+        the path written (``None``: none took it), and why each folder tried before refused.
+    """
+    refused = []
+    for folder in dict.fromkeys(folders):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write(folder / name)
+            return folder / name, refused
+        except OSError as e:
+            refused.append(f"{folder} ({reason(e)})")
+    return None, refused
+
+
+class _Guarded:
+    """A TensorBoard writer whose failure to write (a full disk) is one warning, not the end of the run."""
+
+    def __init__(self, writer, folder: Path, note: Callable[[str], None]) -> None:
+        self._writer, self._folder, self._note, self._failed = writer, folder, note, False
+
+    def __getattr__(self, name):
+        method = getattr(self._writer, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            if self._failed:
+                return None
+            try:
+                return method(*args, **kwargs)
+            except OSError as e:
+                self._failed = True
+                self._note(f"warning: TensorBoard logging stopped: cannot write into {self._folder} ({reason(e)})")
+                return None
+
+        return call
 
 
 @contextlib.contextmanager
@@ -231,23 +291,25 @@ class _Monitor:
 def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     """Run the whole pipeline and write the outputs into ``output_dir``.
 
-    Writes ``vocab.txt``, ``vectors.bin``/``vectors.txt`` (per ``export.formats``, into
-    ``export.dir`` if set), ``checkpoint.pt``, ``metrics.json``, TensorBoard events under
-    ``tb/`` and, when ``train.checkpoint_every_*`` asks or a signal stops the run,
-    ``checkpoints/checkpoint-W.pt``.
+    Writes ``vocab.txt``, ``checkpoint.pt`` (the moment training ends, before anything
+    else), ``vectors.bin``/``vectors.txt`` (per ``export.formats``, into ``export.dir`` if
+    set), ``metrics.json``, TensorBoard events under ``tb/`` and, when
+    ``train.checkpoint_every_*`` asks or a signal stops the run, ``checkpoints/checkpoint-W.pt``.
+    The run folder is held by this run until it returns.
 
     Returns:
         metrics: words/s, final loss, evaluation scores, vocabulary size...
 
     Raises:
-        ValueError, FileNotFoundError: a user mistake; the message names the fix.
+        ValueError, FileNotFoundError: a user mistake, or a folder without room; the
+            message names the fix (and where the trained tables are, once trained).
         TrainingDiverged: the loss became NaN or infinite (the message names the last good
             checkpoint).
-        TrainingInterrupted: SIGINT or SIGTERM; its ``checkpoint`` attribute is the file saved.
+        TrainingInterrupted: SIGINT or SIGTERM while training; its ``checkpoint`` attribute
+            is the file saved (``None`` when none could be; ``unsaved`` then says why).
+        FinishingInterrupted: SIGINT or SIGTERM after training; its ``checkpoint`` holds the
+            trained tables.
     """
-    from .evaluate import evaluate_word_analogies, evaluate_word_pairs
-    from .vectors import WordVectors
-
     run_started = time.perf_counter()
     validate(cfg)
     tensorboard = _import_in_background("torch.utils.tensorboard")  # 0.1-0.4 s, while the corpus loads
@@ -257,15 +319,23 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     parallel.init_from_env(device, cfg.train.dist_timeout_seconds)
     rank, world = parallel.rank_and_size()
     check_run(cfg, device, world)  # what the settings will allocate, before allocating it
+    analogies, similarity = _data_file(cfg.eval.analogies), _data_file(cfg.eval.similarity)
+    out, export_dir, lock = _claim_folders(cfg, output_dir, rank == 0, world)
+    with contextlib.ExitStack() as held:  # the run folder's lock, the signal handlers: released on return
+        if lock is not None:
+            held.callback(lock.release)
+        return _train(cfg, out, export_dir, device, rank, world, analogies, similarity, held, tensorboard, run_started)
+
+
+def _train(
+    cfg, out: Path, export_dir: Path, device, rank: int, world: int, analogies, similarity, held, tensorboard, run_started,
+) -> Dict[str, Any]:
+    """:func:`train` once its folders are claimed; ``held`` releases what it installs when the run ends."""
+    from .evaluate import evaluate_word_analogies, evaluate_word_pairs
+    from .vectors import WordVectors
+
     main = rank == 0
     say = _say if main else _quiet
-    if world > 1:  # every rank's periodic checkpoints go to rank 0's run folder
-        folder = [str(output_dir)]
-        dist.broadcast_object_list(folder, src=0)
-        output_dir = folder[0]
-    analogies, similarity = _data_file(cfg.eval.analogies), _data_file(cfg.eval.similarity)
-    out = _writable(Path(output_dir), "hydra.run.dir")
-    export_dir = _writable(Path(cfg.export.dir), "export.dir") if cfg.export.dir else out
     config = _plain(cfg)
     ckpt = None
     if cfg.train.resume:  # before the corpus: a bad checkpoint fails fast
@@ -280,13 +350,16 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     tokenizer = Tokenizer(cfg.data.token_pattern, cfg.data.lowercase)
     started = time.perf_counter()
     with _one_encoder(world, main):
-        corpus = _load_corpus(cfg.data, tokenizer)
+        corpus = _load_corpus(cfg.data, tokenizer, warn=lambda text: say(f"warning: {text}", err=True))
     if corpus.bad_bytes:
         say(
             f"warning: {corpus.bad_bytes} bytes of the corpus were not valid UTF-8 and were read as U+FFFD",
             err=True, level=logging.WARNING,
         )
     if ckpt is not None:  # the vocabulary comes from the checkpoint
+        older = check_corpus(ckpt, len(corpus), corpus.fingerprint)
+        if older:
+            say(f"warning: {older}", err=True)
         vocab = Vocab(ckpt["words"], ckpt["counts"].tolist())
     else:
         vocab = Vocab.from_counts(zip(corpus.types, corpus.counts.tolist()), cfg.data.min_count, cfg.data.max_vocab_size)
@@ -315,14 +388,34 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         trainer.check_start(start)
         restore_tables(model, ckpt)
         resumed_from = ckpt["path"]
-        say(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", err=True)
+        if start.epoch >= cfg.train.epochs:
+            say(f"resuming from {resumed_from}: training ended there ({start.epoch} epochs); evaluating and exporting only",
+                err=True)
+        else:
+            say(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", err=True)
         del ckpt  # the tables are in the model now
     else:
         model.reset_parameters(torch.Generator().manual_seed(cfg.train.seed))
 
     if main:
-        vocab.save(out / "vocab.txt")
-    writer = tensorboard.result().SummaryWriter(str(out / "tb")) if main else _NoWriter()
+        try:
+            vocab.save(out / "vocab.txt")
+        except OSError as e:  # nothing trained yet: nothing lost
+            raise ValueError(
+                f"cannot write into hydra.run.dir={out} ({reason(e)}); free space there or choose another hydra.run.dir"
+            ) from None
+    writer = _NoWriter()
+
+    def note(text: str) -> None:
+        """A line on stderr from rank 0, clear of the progress bar."""
+        if main:
+            monitor.say(text, err=True)
+
+    if main:
+        try:
+            writer = _Guarded(tensorboard.result().SummaryWriter(str(out / "tb")), out / "tb", note)
+        except OSError as e:
+            say(f"warning: no TensorBoard logging: cannot write into {out / 'tb'} ({reason(e)})", err=True)
     monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, start.words if start else 0)
     metrics: Dict[str, Any] = {
         "vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device), "step": trainer.strategy.name,
@@ -331,13 +424,37 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         metrics["processes"] = world
     if resumed_from:
         metrics["resumed_from"] = resumed_from
-    checkpoints = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world)
+    record = {"tokens": len(corpus), "fingerprint": corpus.fingerprint}
+    checkpoints = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record)
     saved: list = []
+    unsaved: list = []  # why the checkpoint of a stop could not be written
 
     def save(state: TrainState) -> None:
-        saved.append(checkpoints.save(model, vocab, config, state.to_dict()))
-        if main:
-            monitor.say(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)", err=True)
+        """A periodic checkpoint, or a stop's; a full disk is a warning, and a stop's state is kept elsewhere."""
+        try:
+            path = checkpoints.save(model, vocab, config, state.to_dict())
+        except OSError as e:
+            refused, path = [f"{checkpoints.folder} ({reason(e)})"], None
+            stopping = signals.received is not None
+            if stopping and world == 1:  # a stop: this state must be kept somewhere
+                path, more = _save_somewhere(
+                    checkpoints.path(state.words).name,
+                    lambda p: save_checkpoint(p, model, vocab, config, state.to_dict(), corpus=record),
+                    [f / FOLDER for f in _spare_folders(out, export_dir) if f / FOLDER != checkpoints.folder],
+                )
+                refused += more
+            if path is None:
+                if stopping:
+                    unsaved.append("; ".join(refused))
+                else:
+                    note(
+                        f"warning: no checkpoint at {state.words:,} words: cannot write into {'; '.join(refused)}; "
+                        "training goes on (free space there)" + (f"; the last saved is {saved[-1]}" if saved else "")
+                    )
+                return
+            note(f"warning: cannot write into {refused[0]}; the checkpoint goes to {path} instead")
+        saved.append(path)
+        note(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)")
 
     def tables():
         """Both whole tables on rank 0 (``None`` elsewhere): a collective over several processes."""
@@ -400,19 +517,22 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         projector(wv, step)
         monitor.say(f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s" + _scores(scores, ", "))
 
+    signals = held.enter_context(RunSignals(trainer))
     try:
-        with _stop_on_signals(trainer):
-            result = trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=save, start=start)
+        result = trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=save, start=start)
     except BaseException as e:
         monitor.close()
         writer.close()
         if isinstance(e, TrainingInterrupted):
-            e.checkpoint = saved[-1]
+            e.checkpoint = saved[-1] if saved and not unsaved else None
+            e.unsaved = unsaved[-1] if unsaved else None  # why no checkpoint of the stop could be written
+            e.last = saved[-1] if saved else resumed_from  # then, the latest one there is
         if isinstance(e, TrainingDiverged):
             last = saved[-1] if saved else resumed_from
             hint = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
             raise TrainingDiverged(f"{e}; {hint}") from None
         raise
+    signals.hold()  # from here a signal waits until the trained tables are on disk
     monitor.close()
 
     if world > 1:  # what the tables' exchanges cost, over all ranks
@@ -424,6 +544,12 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         writer.close()
         parallel.shutdown()
         return {**metrics, "words_per_sec": result.words_per_sec, "loss": result.loss}
+    kept = _keep_trained(out, export_dir, resumed_from, result.words, saved, lambda path: save_checkpoint(
+        path, model, vocab, config, trainer.state.to_dict(), tables=final, corpus=record
+    ))
+    signals.finish(str(kept), "evaluating")
+    finish = f"train.resume={kept.parent if kept.name == FINAL else kept}"
+
     wv = vectors(final[0])
     final_step = cfg.train.epochs * len(corpus)
     metrics.update(
@@ -432,27 +558,46 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         loss=result.loss,
         epoch_losses=result.epoch_losses,
     )
-
-    def checkpoint() -> None:
-        save_checkpoint(out / FINAL, model, vocab, config, trainer.state.to_dict(), tables=final)
-
-    # The files are written on a thread while the vectors are evaluated: text formatting
-    # and the evaluation's matrix products overlap (the export waits for neither).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="w2v-export") as pool:
-        exported = pool.submit(_export, wv, cfg.export.formats, export_dir, checkpoint if cfg.export.checkpoint else None)
-        scores = evaluate(wv, final_step)
-        neighbours = probes(wv, final_step)
-        projector(wv, final_step)
-        writer.close()
-        exported.result()
+    scores = evaluate(wv, final_step)
     metrics.update(scores)
-    metrics["run_seconds"] = time.perf_counter() - run_started
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    neighbours = probes(wv, final_step)
+    signals.now("writing the projector")
+    projector(wv, final_step)
+    writer.close()
 
-    _say(
-        f"trained {result.words:,} words in {result.seconds:.1f}s ({result.words_per_sec:,.0f} words/s), "
-        f"final loss {result.loss:.4f}; the run took {metrics['run_seconds']:.1f}s"
-    )
+    for fmt in cfg.export.formats:
+        signals.now(f"exporting vectors.{fmt}")
+        try:
+            if fmt in ("bin", "txt"):
+                wv.save_word2vec_format(export_dir / f"vectors.{fmt}", binary=fmt == "bin")
+            else:
+                wv.save(export_dir / f"vectors.{fmt}")
+        except OSError as e:  # the trained tables are safe in `kept`: say so
+            raise ValueError(
+                f"cannot write vectors.{fmt} into {export_dir} ({reason(e)}); free space there or set export.dir "
+                f"to a folder with room, then finish with {finish} (training is skipped): the trained tables "
+                f"are saved in {kept}"
+            ) from None
+    metrics["run_seconds"] = time.perf_counter() - run_started
+    signals.now("writing metrics.json")
+    try:
+        with atomic_write(out / "metrics.json", "w") as f:
+            f.write(json.dumps(metrics, indent=2))
+    except OSError as e:
+        raise ValueError(
+            f"cannot write metrics.json into {out} ({reason(e)}); the vectors are written (in {export_dir}) and "
+            f"the trained tables saved in {kept}; free space there and finish with {finish}"
+        ) from None
+    if not cfg.export.checkpoint and str(kept) != resumed_from:
+        kept.unlink(missing_ok=True)  # asked for vectors only; it was kept until they were written
+
+    if result.words:
+        _say(
+            f"trained {result.words:,} words in {result.seconds:.1f}s ({result.words_per_sec:,.0f} words/s), "
+            f"final loss {result.loss:.4f}; the run took {metrics['run_seconds']:.1f}s"
+        )
+    else:
+        _say(f"training had ended in {resumed_from}: evaluated and exported only; final loss {result.loss:.4f}")
     if scores:
         _say(f"evaluation (eval.restrict_vocab={cfg.eval.restrict_vocab}): " + _scores(scores))
     if neighbours:
@@ -474,17 +619,6 @@ def _import_in_background(name: str) -> Future:
     return future
 
 
-def _export(wv, formats, folder: Path, checkpoint=None) -> None:
-    """Write the final checkpoint (when ``checkpoint`` is given, first), then ``wv`` in each format."""
-    if checkpoint is not None:
-        checkpoint()
-    for fmt in formats:
-        if fmt in ("bin", "txt"):
-            wv.save_word2vec_format(folder / f"vectors.{fmt}", binary=fmt == "bin")
-        else:
-            wv.save(folder / f"vectors.{fmt}")
-
-
 def _scores(scores: Dict[str, float], lead: str = "") -> str:
     """Evaluation scores with their units: ``analogy 17.84%, ws353_spearman 0.5150, ws353_oov 12.7%``."""
     shown = []
@@ -496,6 +630,27 @@ def _scores(scores: Dict[str, float], lead: str = "") -> str:
         else:
             shown.append(f"{name} {value:.4f}")
     return lead + ", ".join(shown) if shown else ""
+
+
+def _keep_trained(out: Path, export_dir: Path, resumed_from, trained_words: int, saved: list, write) -> Path:
+    """Write the trained tables as ``checkpoint.pt``: into the run folder, else a spare folder.
+
+    Returns:
+        the file (the checkpoint resumed from, when it is this folder's and nothing was trained).
+
+    Raises:
+        ValueError: no folder took it; the message names the last checkpoint saved.
+    """
+    if not trained_words and resumed_from and Path(resumed_from) == out / FINAL:
+        return Path(resumed_from)  # already here, whole
+    path, refused = _save_somewhere(FINAL, write, [out, *_spare_folders(out, export_dir)])
+    if path is None:
+        last = saved[-1] if saved else resumed_from
+        then = f"resume from the last checkpoint, train.resume={last}" if last else "train again"
+        raise ValueError(f"cannot save the trained tables: no room in {'; '.join(refused)}; free space, then {then}")
+    if refused:
+        _say(f"warning: cannot write {FINAL} into {refused[0]}; the trained tables are saved in {path} instead", err=True)
+    return path
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, TrainingDiverged)
@@ -553,6 +708,16 @@ def _one_line(e: BaseException) -> str:
     return "error: " + " ".join(str(e).split())
 
 
+def _saved(stop: TrainingInterrupted, world: int) -> str:
+    """What a stop saved, and how to continue from it."""
+    if stop.checkpoint is None:
+        then = f"continue from the last one with train.resume={stop.last}" if stop.last else "start again"
+        return f"no checkpoint could be written ({stop.unsaved}); free space, then {then}"
+    # Over several processes every rank saved its own file; the run folder names them all.
+    where = stop.checkpoint if world == 1 else Path(stop.checkpoint).parent.parent
+    return f"checkpoint saved to {stop.checkpoint}; continue with train.resume={where}"
+
+
 def main() -> None:
     """``w2v-train`` and ``python -m w2v.train``: Hydra's command line over :func:`train`."""
     import hydra
@@ -583,13 +748,18 @@ def main() -> None:
         except TrainingInterrupted as e:
             by = signal.Signals(e.signum).name if e.signum else "request"
             rank, world = parallel.rank_and_size()
-            # Over several processes every rank saved its own file; the run folder names them all.
-            where = e.checkpoint if world == 1 else Path(e.checkpoint).parent.parent
-            line = (
-                f"stopped by {by} at epoch {e.state.epoch + 1}, {e.state.words:,} words; "
-                f"checkpoint saved to {e.checkpoint}; continue with train.resume={where}"
-            )
+            line = f"stopped by {by} at epoch {e.state.epoch + 1}, {e.state.words:,} words; {_saved(e, world)}"
             _stop(128 + e.signum, line if rank == 0 else None)
+        except FinishingInterrupted as e:
+            line = None
+            if e.checkpoint:  # rank 0: the others write nothing after training
+                folder = Path(e.checkpoint).parent if Path(e.checkpoint).name == FINAL else e.checkpoint
+                line = (
+                    f"stopped by {signal.Signals(e.signum).name} while {e.doing}, after training ended; the trained "
+                    f"tables are saved in {e.checkpoint}; finish with train.resume={folder} (training is skipped: "
+                    "it only evaluates and exports)"
+                )
+            _stop(128 + e.signum, line)
         except KeyboardInterrupt:
             _stop(130, "error: interrupted")
         except _Terminated:
