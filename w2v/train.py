@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from . import parallel
+from . import parallel, runlock
 from .budget import check_run
 from .checkpoint import (
     FINAL, FOLDER, CheckpointFolder, check_corpus, check_resumable, load_checkpoint, restore_tables, save_checkpoint,
@@ -667,7 +667,7 @@ def _terminate(signum, frame) -> None:
 
 
 def _discard_if_unused(folder: Path, parents: bool) -> None:
-    """Remove a run folder that holds only what Hydra wrote before the run (``.hydra``, the log).
+    """Remove a run folder that holds only what Hydra wrote before the run (``.hydra``, the log) and its lock.
 
     A run that fails before training so leaves nothing behind; a folder with anything of
     the run's own (TensorBoard events, checkpoints) stays, its ``train.log`` saying why the
@@ -678,7 +678,7 @@ def _discard_if_unused(folder: Path, parents: bool) -> None:
         entries = os.listdir(folder)
     except OSError:
         return
-    if not all(name == ".hydra" or name.endswith(".log") for name in entries):
+    if not all(name in (".hydra", runlock.NAME) or name.endswith(".log") for name in entries):
         return
     shutil.rmtree(folder, ignore_errors=True)
     here = Path.cwd()
