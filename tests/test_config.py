@@ -141,6 +141,7 @@ BAD = {
     "eval.every_epoch": "true",
     "eval.probe_words": ["king", ""],
     "eval.topn": 0,
+    "eval.probe_vocab": -5,
     "eval.projector_words": -1,
 }
 # More values the issue named, each refused with its key.

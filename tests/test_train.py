@@ -511,7 +511,7 @@ def test_npy_export_keeps_the_vocabulary_counts(planted, cache_dir, tmp_path):
 def test_probe_neighbours_come_from_frequent_words_and_missing_probes_are_named(planted, cache_dir, tmp_path, capsys):
     corpus, _ = planted
     cfg = small_config(corpus, cache_dir, epochs=1)
-    cfg.eval.probe_words, cfg.eval.restrict_vocab, cfg.eval.topn = ["waaaa", "nosuchword"], 10, 5
+    cfg.eval.probe_words, cfg.eval.probe_vocab, cfg.eval.topn = ["waaaa", "nosuchword"], 10, 5
     train(cfg, tmp_path)
     out = capsys.readouterr().out
     frequent = Vocab.load(tmp_path / "vocab.txt").index_to_key[:10]

@@ -132,6 +132,9 @@ class EvalConfig:
         default_factory=lambda: ["king", "france", "london", "water", "good", "walked"]
     )
     topn: int = 8
+    # Probe neighbours among the most frequent words only (0: all): rare words' vectors are
+    # noisy and crowd the first screen of a small corpus (gensim's most_similar(restrict_vocab=)).
+    probe_vocab: int = 10000
     projector_words: int = 2000  # top words sent to TensorBoard's embedding projector; 0: none
 
 
@@ -316,6 +319,7 @@ RULES: Dict[str, Check] = {
     "eval.every_epoch": _boolean,
     "eval.probe_words": _words,
     "eval.topn": _integer(1),
+    "eval.probe_vocab": _integer(0, meaning=" (0: every word)"),
     "eval.projector_words": _integer(0, meaning=" (0: none)"),
 }
 

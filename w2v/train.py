@@ -475,7 +475,7 @@ def _train(
                 score, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab or None)
                 scores["analogy"] = float(score)
             if similarity is not None:
-                _, spearman, oov = evaluate_word_pairs(wv, similarity, restrict_vocab=cfg.eval.restrict_vocab)
+                _, spearman, oov = evaluate_word_pairs(wv, similarity, restrict_vocab=cfg.eval.restrict_vocab or None)
                 scores["ws353_spearman"] = float(spearman[0])
                 scores["ws353_oov_pct"] = float(oov)
         except ValueError as e:
@@ -491,7 +491,7 @@ def _train(
         lines = []
         for word in cfg.eval.probe_words:
             if word in wv:
-                near = wv.most_similar(word, topn=cfg.eval.topn, restrict_vocab=cfg.eval.restrict_vocab)
+                near = wv.most_similar(word, topn=cfg.eval.topn, restrict_vocab=cfg.eval.probe_vocab or None)
                 lines.append(f"{word}: " + ", ".join(f"{w} {s:.2f}" for w, s in near))
         text = "\n".join(lines)
         if text:
@@ -601,7 +601,7 @@ def _train(
     if scores:
         _say(f"evaluation (eval.restrict_vocab={cfg.eval.restrict_vocab}): " + _scores(scores))
     if neighbours:
-        among = min(cfg.eval.restrict_vocab, len(vocab))
+        among = min(cfg.eval.probe_vocab or len(vocab), len(vocab))
         _say(f"nearest neighbours (among the {among:,} most frequent words):\n" + neighbours)
     missing = [word for word in cfg.eval.probe_words if word not in wv]
     if missing:
