@@ -221,24 +221,12 @@ def test_cli_user_errors(vectors_file, capsys, argv, message):
 # --- hostile input: one line, exit 2, never a hang ----------------------------------------
 
 import os  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 from w2v import files  # noqa: E402
 
 
-@pytest.fixture
-def no_hang():
-    """Fail a test that blocks (on a FIFO, an endless file) instead of hanging the suite."""
-    def timeout(signum, frame):
-        raise TimeoutError("blocked for 20 s")
-
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
