@@ -83,6 +83,7 @@ def test_the_chunk_loop_reads_the_device_once_per_chunk_and_never_syncs_on_data(
     assert np.isfinite(result.loss) and result.words == trainer.num_tokens
 
 
+@pytest.mark.slow
 def test_a_tiny_training_through_the_cli_runs_and_its_loss_falls(tmp_path):
     path = tmp_path / "planted.txt"
     planted_corpus(path, topics=6, words_per_topic=5, sentences=600)
@@ -103,6 +104,7 @@ def test_a_tiny_training_through_the_cli_runs_and_its_loss_falls(tmp_path):
     assert (out / "vectors.bin").is_file()
 
 
+@pytest.mark.slow
 def test_an_interrupted_triton_run_resumes_to_the_same_tables(small_planted):
     path, _ = small_planted
     whole, whole_model, _ = triton_trainer(path, epochs=2)
