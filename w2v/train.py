@@ -33,6 +33,7 @@ from .checkpoint import FINAL, FOLDER, CheckpointFolder, check_resumable, load_c
 from .config import parse_device, register_configs, validate
 from .corpus import Tokenizer, load_corpus, resolve_corpus
 from .model import SkipGramNS
+from .strategies import sharded_tables
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
 from .vocab import Vocab
 
@@ -227,7 +228,10 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
             f"model.num_shards={cfg.model.num_shards} is more than the {len(vocab)} vocabulary rows; "
             "use fewer shards or a lower data.min_count"
         )
-    check_run(cfg, device, world, len(vocab), len(corpus))  # and the tables, now that their size is known
+    # and the tables, now that their size is known: whole on every rank, or spread over the ranks
+    sharded = sharded_tables(cfg, device, world, len(vocab), len(corpus))
+    if ckpt is not None and "shard" in ckpt and not sharded:  # a sharded run's files, joined for replicas
+        ckpt = load_checkpoint(ckpt["path"], rank, 1)
     say(
         f"corpus: {len(corpus):,} tokens, {len(corpus.types):,} types; vocabulary: {len(vocab):,} words "
         f"(min_count={cfg.data.min_count}, <unk> absorbs {vocab.counts[0]:,} tokens); "
@@ -236,7 +240,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     )
 
     model = SkipGramNS(
-        len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=world > 1
+        len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=sharded
     )
     trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, device)
     say(f"step: {trainer.strategy.describe()}", file=sys.stderr)
@@ -265,7 +269,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         metrics["processes"] = world
     if resumed_from:
         metrics["resumed_from"] = resumed_from
-    checkpoints = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world)
+    checkpoints = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world, replicated=not sharded)
     saved: list = []
 
     def save(state: TrainState) -> None:
@@ -275,7 +279,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
 
     def tables():
         """Both whole tables on rank 0 (``None`` elsewhere): a collective over several processes."""
-        if world == 1:
+        if not sharded:  # one process, or replicas: equal on every rank after the last merge
             return model.input.weight.detach(), model.output.weight.detach()
         with parallel.peer_failures("gathering the tables"):
             return model.input.full_table(dst=0), model.output.full_table(dst=0)
@@ -350,10 +354,8 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         raise
     monitor.close()
 
-    if world > 1:  # what the tables' exchanges cost, over all ranks
-        with parallel.peer_failures("summing the traffic"):
-            sent, steps = parallel.all_reduce([model.input.sent_bytes + model.output.sent_bytes, trainer.global_step], "sum", device)
-        metrics["sent_bytes_per_step"] = sent / max(steps / world, 1)
+    if world > 1:  # what the ranks' exchanges cost
+        metrics.update(trainer.strategy.traffic(trainer.global_step))
     final = tables()
     if not main:  # rank 0 writes the files a single process writes
         writer.close()
