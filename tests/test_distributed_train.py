@@ -331,3 +331,21 @@ def test_replicas_resume_in_the_middle_of_a_round(planted, cache_dir, tmp_path, 
     assert ends[0]["state"]["finished"] and ends[0]["state"]["words"] == 2 * 60_000
     assert torch.equal(ends[0]["input"], ends[1]["input"]) and torch.equal(ends[0]["output"], ends[1]["output"])
     assert topic_accuracy_of(ends[0], groups) > 0.9
+
+
+@pytest.mark.slow
+def test_replicas_run_the_triton_step(tmp_path):
+    """Each rank runs the GPU's step (Triton's interpreter on the CPU here), one round per call."""
+    pytest.importorskip("triton")
+    from conftest import planted_corpus
+
+    groups = planted_corpus(tmp_path / "planted.txt", topics=4, words_per_topic=5, sentences=800)
+    cfg = small_config(tmp_path / "planted.txt", str(tmp_path / "cache"), epochs=2, chunk_tokens=2048, kernel="triton",
+                       workers=1, merge_every_words=4096)
+    procs, outcomes = run_two(cfg, tmp_path, timeout=900)
+    assert all(o["ok"] for o in outcomes), outcomes
+    metrics = outcomes[0]["metrics"]
+    assert metrics["distributed"] == "replicas" and metrics["merges"] == 2 * 2  # 4 chunks an epoch, 2 rounds
+    losses = metrics["epoch_losses"]
+    assert losses[-1] < losses[0]
+    assert topic_accuracy_of(load_checkpoint(tmp_path / "run" / "checkpoint.pt"), groups) > 0.9
