@@ -1,20 +1,27 @@
-"""Training over several processes (``torchrun``, gloo on CPU) against one process, same corpus and settings.
+"""Training over several processes (``torchrun``, gloo on CPU) against one process with the same resources.
 
-Runs ``python -m w2v.train`` under ``torchrun`` with 1 process (the default CPU kernel on
-all cores, and the torch step on one thread, which is what each rank of a distributed run
-executes) and with ``--ranks`` processes (tables row-sharded over the ranks, one thread
-each), then prints words/s, the ratio to each 1-process run, analogy and WS-353, and the
-bytes the ranks send each other per step (ids, rows and gradients of both tables).
+Alternates one process and ``--ranks`` processes, each with ``train.workers=--workers``
+(so N processes get N times the cores of one), ``--repeat`` times, and prints each run's
+words/s, analogy and WS-353, the ratio of every N-process run to the 1-process run just
+before it (runs side by side see the same machine), and what the ranks exchanged. A
+speed-up of N processes is meaningful only on a machine with N x workers idle cores.
 
-    python scripts/bench_distributed.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --epochs 1
+    python scripts/bench_distributed.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --repeat 3
+
+``--mode sharded`` runs the row-sharded layout instead of replicas. ``--merge`` and
+``--merge-every`` take comma-separated lists: every combination runs once after the
+alternating pairs (a run is deterministic, so one run gives its quality), which is how
+the merge rule and interval were chosen (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,14 +40,27 @@ def run(ranks: int, args, folder: Path, *overrides: str) -> dict:
     cmd = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}", "--master_port", str(free_port()),
         "-m", "w2v.train", f"data.corpus={args.corpus}", f"train.epochs={args.epochs}", f"model.dim={args.dim}",
-        f"train.batch_size={args.batch_size}", "train.progress=false", "eval.every_epoch=false", "eval.projector_words=0",
+        f"train.workers={args.workers}", "train.progress=false", "eval.every_epoch=false", "eval.projector_words=0",
         "export.formats=[]", "export.checkpoint=false", f"hydra.run.dir={folder}", *overrides,
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.workers)}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if result.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
-    return json.loads((folder / "metrics.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["label"] = f"{ranks} process{'es' if ranks > 1 else ''}, " + (" ".join(overrides) or "defaults")
+    return metrics
+
+
+def row(m: dict) -> str:
+    extra = ""
+    if "merges" in m:
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in m["rank_seconds"].items())
+        extra = f"{m['merges']} merges of {m['merge_bytes'] / 2**20:.1f} MiB; rank 0 s: {parts}"
+    elif "sent_bytes_per_step" in m:
+        extra = f"{m['sent_bytes_per_step']:,.0f} B sent per step"
+    return (f"{m['label']:<58} {m['words_per_sec']:>10,.0f} {m.get('analogy', float('nan')):>8.2%} "
+            f"{m.get('ws353_spearman', float('nan')):>7.3f}  {extra}")
 
 
 def main() -> None:
@@ -48,25 +68,38 @@ def main() -> None:
     parser.add_argument("--corpus", default=str(ROOT / "w2v" / "data" / "enwiki-gutenberg-2m.txt.gz"))
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--dim", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--ranks", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="train.workers of every process")
+    parser.add_argument("--repeat", type=int, default=2, help="alternating pairs of runs (1 process, then N)")
+    parser.add_argument("--mode", default="replicas", choices=("replicas", "sharded"))
+    parser.add_argument("--merge", default="", help="merge rules to sweep, e.g. sum,mean,changed")
+    parser.add_argument("--merge-every", default="", help="merge intervals in words to sweep, e.g. 262144,1048576")
     args = parser.parse_args()
+    mode = [f"train.distributed={args.mode}"]
+    print(f"corpus {args.corpus}, {args.epochs} epoch(s), dim {args.dim}, train.workers={args.workers} per process",
+          flush=True)
+    print(f"{'run':<58} {'words/s':>10} {'analogy':>8} {'WS-353':>7}")
+    pairs = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        runs = {
-            "1 process, CPU kernel, all cores": run(1, args, tmp / "a"),
-            "1 process, torch step, 1 thread": run(1, args, tmp / "b", "train.kernel=torch", "train.workers=1"),
-            f"{args.ranks} processes, torch step, 1 thread each": run(args.ranks, args, tmp / "c"),
-        }
-    dist = list(runs.values())[-1]
-    print(f"corpus {args.corpus}, {args.epochs} epoch(s), dim {args.dim}, batch {args.batch_size} pairs")
-    print(f"{'run':<42} {'words/s':>10} {'analogy':>8} {'WS-353':>7} {'bytes/step':>11}")
-    for name, m in runs.items():
-        sent = f"{m['sent_bytes_per_step']:,.0f}" if "sent_bytes_per_step" in m else "-"
-        print(f"{name:<42} {m['words_per_sec']:>10,.0f} {m.get('analogy', float('nan')):>8.2%} "
-              f"{m.get('ws353_spearman', float('nan')):>7.3f} {sent:>11}")
-    for name, m in list(runs.items())[:2]:
-        print(f"{args.ranks} processes / ({name}): {dist['words_per_sec'] / m['words_per_sec']:.2f}x")
+        for i in range(args.repeat):
+            one = run(1, args, tmp / f"one{i}")
+            print(row(one), flush=True)
+            many = run(args.ranks, args, tmp / f"many{i}", *mode)
+            print(row(many), flush=True)
+            pairs.append((one, many))
+        sweep = list(itertools.product([r for r in args.merge.split(",") if r], [k for k in args.merge_every.split(",") if k]))
+        for rule, every in sweep:
+            m = run(args.ranks, args, tmp / f"sweep-{rule}-{every}", *mode, f"train.merge={rule}", f"train.merge_every_words={every}")
+            print(row(m), flush=True)
+    if pairs:
+        ratios = [m["words_per_sec"] / o["words_per_sec"] for o, m in pairs]
+        print(f"{args.ranks} processes / 1 process, words/s, pair by pair: " + ", ".join(f"{r:.2f}x" for r in ratios)
+              + f"; median {statistics.median(ratios):.2f}x")
+        one, many = pairs[-1]
+        for key, name in (("analogy", "analogy"), ("ws353_spearman", "WS-353")):
+            if key in one and key in many:
+                print(f"{name}: {many[key] - one[key]:+.4f} against one process")
 
 
 if __name__ == "__main__":

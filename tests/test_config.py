@@ -75,6 +75,16 @@ def test_checkpoint_and_resume_keys_compose():
     assert defaults.train.checkpoint_every_minutes is None and defaults.train.resume is None and defaults.export.dir is None
 
 
+def test_distributed_keys_compose():
+    defaults = compose_cfg()
+    assert (defaults.train.distributed, defaults.train.merge_every_words, defaults.train.merge) == ("auto", None, "sum")
+    cfg = compose_cfg(["train.distributed=sharded", "train.merge_every_words=65536", "train.merge=mean"])
+    validate(cfg)
+    assert (cfg.train.distributed, cfg.train.merge_every_words, cfg.train.merge) == ("sharded", 65536, "mean")
+    with pytest.raises(ValueError, match=r"unknown train.distributed 'ddp'; use one of \('auto', 'replicas', 'sharded'\)"):
+        validate(with_value("train.distributed", "ddp"))
+
+
 def test_hot_row_keys_compose_and_the_kernel_refuses_them():
     cfg = compose_cfg(["train.hot_rows=trust", "train.sub_batch=16384", "train.batch_size=262144"])
     validate(cfg)
@@ -132,6 +142,10 @@ BAD = {
     "train.keep_checkpoints": -1,
     "train.resume": 3,
     "train.dist_timeout_seconds": math.inf,
+    "train.distributed": "ddp",
+    "train.merge_every_words": 0,
+    "train.merge_hot_rows": -1,
+    "train.merge": "max",
     "export.formats": ["bin", "hdf5"],
     "export.checkpoint": None,
     "export.dir": ["out"],
@@ -184,7 +198,7 @@ def test_a_bad_value_is_refused_naming_its_key(key, value):
     ("train.checkpoint_every_minutes", 0.5), ("train.checkpoint_every_words", 0), ("train.min_lr", 0.0),
     ("eval.restrict_vocab", 0), ("eval.projector_words", 0), ("eval.probe_words", []), ("export.formats", []),
     ("data.token_pattern", "(?:[a-z]+)(?=\\s)"), ("data.cache_dir", None), ("eval.analogies", ""),
-    ("train.lr", 1), ("train.chunk_tokens", 2),
+    ("train.lr", 1), ("train.chunk_tokens", 2), ("train.merge_every_words", 1), ("train.merge_every_words", None),
 ])
 def test_edge_values_that_are_fine(key, value):
     validate(with_value(key, value))

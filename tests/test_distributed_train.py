@@ -1,4 +1,5 @@
-"""Training over 2 gloo processes on localhost: same quality as 1, files as 1, failures bounded."""
+"""Training over 2 gloo processes on localhost, replicas and sharded tables: same quality as 1, files as 1,
+exact resumes, failures bounded."""
 
 import json
 import os
@@ -41,16 +42,29 @@ def overrides(corpus, cache, run, *more):
             "eval.analogies=null", "eval.similarity=null", "export.formats=[bin,txt]", *more]
 
 
-def test_torchrun_two_ranks_learn_as_well_as_one_and_write_the_same_files(planted, tmp_path):
+# Replicas run the step one process runs (the CPU kernel) and merge whole tables every round
+# (the planted corpus's 73 words are all as frequent as a large corpus's most frequent few);
+# sharded ranks run the torch step.
+MODES = {
+    "replicas": ["train.distributed=replicas", "train.workers=1", "train.merge_every_words=8192"],
+    "sharded": ["train.distributed=sharded", "train.kernel=torch", "train.workers=1"],
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_torchrun_two_ranks_learn_as_well_as_one_and_write_the_same_files(planted, tmp_path, mode):
     corpus, groups = planted
     results = {}
     for n in (1, 2):
         run = tmp_path / f"run{n}"
-        r = torchrun(n, *overrides(corpus, tmp_path / "cache", run, "train.kernel=torch", "train.workers=1"), cwd=tmp_path)
+        r = torchrun(n, *overrides(corpus, tmp_path / "cache", run, *MODES[mode]), cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         results[n] = run
     one, two = (json.loads((results[n] / "metrics.json").read_text()) for n in (1, 2))
-    assert two["processes"] == 2 and "processes" not in one
+    assert two["processes"] == 2 and "processes" not in one and two["distributed"] == mode
+    assert two["step"] == {"replicas": "replicas", "sharded": "ranks"}[mode]
+    if mode == "replicas":
+        assert two["merges"] == 3 * 8 and two["merge_bytes"] == 2 * 73 * 24 * 4
     assert abs(two["loss"] - one["loss"]) < 0.05 * one["loss"]
     acc = {n: topic_accuracy(results[n] / "vectors.bin", groups) for n in (1, 2)}
     assert acc[1] > 0.9 and acc[2] >= acc[1] - 0.05, acc
@@ -117,9 +131,10 @@ def run_two(cfg, folder, die_after=0, timeout=180, signal_rank1_after=None):
                    for r in range(2)]
 
 
-def test_a_rank_that_dies_makes_the_other_exit_with_a_clear_error(planted, cache_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["replicas", "sharded"])
+def test_a_rank_that_dies_makes_the_other_exit_with_a_clear_error(planted, cache_dir, tmp_path, mode):
     corpus, _ = planted
-    cfg = small_config(corpus, cache_dir, epochs=20, chunk_tokens=4096, kernel="torch", workers=1)
+    cfg = small_config(corpus, cache_dir, epochs=20, chunk_tokens=4096, kernel="torch", workers=1, distributed=mode)
     cfg.train.dist_timeout_seconds = 60
     procs, outcomes = run_two(cfg, tmp_path, die_after=30)
     assert procs[1].exitcode == 9 and outcomes[1] is None
@@ -131,7 +146,7 @@ def test_a_rank_that_dies_makes_the_other_exit_with_a_clear_error(planted, cache
 
 def test_per_rank_checkpoints_resume_with_the_same_or_another_world_size(planted, cache_dir, tmp_path):
     corpus, _ = planted
-    cfg = small_config(corpus, cache_dir, epochs=2, chunk_tokens=4096, kernel="torch", workers=1)
+    cfg = small_config(corpus, cache_dir, epochs=2, chunk_tokens=4096, kernel="torch", workers=1, distributed="sharded")
     cfg.train.checkpoint_every_words = 40000
     cfg.train.keep_checkpoints = 0
     procs, outcomes = run_two(cfg, tmp_path)
@@ -160,6 +175,55 @@ def test_per_rank_checkpoints_resume_with_the_same_or_another_world_size(planted
 
     metrics = train(cfg, tmp_path / "resumed")
     assert metrics["resumed_from"].endswith(".rank0of2.pt") and np.isfinite(metrics["loss"])
+    # Two replicas resume from the sharded files too (joined into whole tables).
+    cfg.train.distributed = "replicas"
+    replicas = tmp_path / "replicas"
+    replicas.mkdir()
+    procs, outcomes = run_two(cfg, replicas)
+    assert all(o["ok"] for o in outcomes), outcomes
+    assert outcomes[0]["metrics"]["distributed"] == "replicas"
+    assert load_checkpoint(replicas / "run" / "checkpoint.pt")["state"]["finished"]
+
+
+def test_replica_checkpoints_are_one_file_that_resumes_exactly_in_any_number_of_processes(planted, cache_dir, tmp_path):
+    corpus, groups = planted
+    cfg = small_config(corpus, cache_dir, epochs=2, chunk_tokens=4096, workers=1, merge_every_words=32768,
+                       merge_hot_rows=16)
+    cfg.train.checkpoint_every_words = 40000
+    cfg.train.keep_checkpoints = 0
+    procs, outcomes = run_two(cfg, tmp_path)
+    assert all(o["ok"] for o in outcomes), outcomes
+    folder = tmp_path / "run" / "checkpoints"
+    # Rank 0 alone wrote them, whole tables, at the first merge of whole tables past each
+    # 40,000 words: 4 rounds of 2 chunks of 4,096 words into each 60,000-word epoch, and its end.
+    assert sorted(p.name for p in folder.iterdir()) == [f"checkpoint-{w:015d}.pt" for w in (60000, 92768)]
+    first = folder / "checkpoint-000000000060000.pt"
+    ckpt = load_checkpoint(first)
+    assert "shard" not in ckpt and ckpt["input"].shape == (73, 24) and ckpt["state"]["chunks_done"] == 0
+    end = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert topic_accuracy_of(end, groups) > 0.9
+    # Two replicas resume from it and end bitwise where the uninterrupted run ended.
+    for resume in (first, folder / "checkpoint-000000000092768.pt"):
+        cfg.train.resume = str(resume)
+        again = tmp_path / f"again-{resume.stem}"
+        again.mkdir()
+        procs, outcomes = run_two(cfg, again)
+        assert all(o["ok"] for o in outcomes), outcomes
+        resumed_end = load_checkpoint(again / "run" / "checkpoint.pt")
+        assert torch.equal(end["input"], resumed_end["input"]) and torch.equal(end["output"], resumed_end["output"])
+        assert resumed_end["state"]["epoch_losses"][0] == end["state"]["epoch_losses"][0]
+        np.testing.assert_allclose(resumed_end["state"]["epoch_losses"], end["state"]["epoch_losses"], rtol=1e-12)
+    # One process resumes from it and finishes the run; so do sharded ranks.
+    from w2v.train import train
+
+    metrics = train(cfg, tmp_path / "resumed")
+    assert metrics["resumed_from"] == str(resume) and np.isfinite(metrics["loss"])
+    cfg.train.distributed = "sharded"
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    procs, outcomes = run_two(cfg, sharded)
+    assert all(o["ok"] for o in outcomes), outcomes
+    assert outcomes[0]["metrics"]["distributed"] == "sharded"
 
 
 @pytest.mark.parametrize("kernel", ["torch", "auto"])
@@ -186,15 +250,23 @@ def test_one_process_runs_the_same_steps_with_the_distributed_layer(planted, cac
     assert torch.equal(tables[0][0], tables[1][0]) and torch.equal(tables[0][1], tables[1][1])
 
 
-def test_a_signal_to_one_rank_stops_both_at_the_same_checkpoint(planted, cache_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["replicas", "sharded"])
+def test_a_signal_to_one_rank_stops_both_at_the_same_checkpoint(planted, cache_dir, tmp_path, mode):
     corpus, _ = planted
-    cfg = small_config(corpus, cache_dir, epochs=40, chunk_tokens=4096, kernel="torch", workers=1)
+    cfg = small_config(corpus, cache_dir, epochs=40, chunk_tokens=4096, kernel="torch", workers=1, distributed=mode,
+                       merge_every_words=8192)
     cfg.train.checkpoint_every_words = 100_000
-    procs, outcomes = run_two(cfg, tmp_path, signal_rank1_after="checkpoints/checkpoint-*.rank1of2.pt")
+    written = "checkpoints/checkpoint-*.rank1of2.pt" if mode == "sharded" else "checkpoints/checkpoint-*.pt"
+    procs, outcomes = run_two(cfg, tmp_path, signal_rank1_after=written)
     assert [o["type"] for o in outcomes] == ["TrainingInterrupted", "TrainingInterrupted"], outcomes
+    assert outcomes[0]["message"] == outcomes[1]["message"]  # "... after N words": the same N
     folder = tmp_path / "run" / "checkpoints"
-    last = {r: sorted(folder.glob(f"*.rank{r}of2.pt"))[-1].name.split(".")[0] for r in range(2)}
-    assert last[0] == last[1]  # both ranks stopped after the same round and saved it
+    if mode == "sharded":
+        last = {r: sorted(folder.glob(f"*.rank{r}of2.pt"))[-1].name.split(".")[0] for r in range(2)}
+        assert last[0] == last[1]  # both ranks stopped after the same round and saved it
+    else:  # rank 0 saved the replicas' tables, equal at the merge where both stopped
+        last = {0: sorted(folder.glob("*.pt"))[-1].name.split(".")[0]}
+        assert str(int(last[0].split("-")[1])) in outcomes[0]["message"].replace(",", "")
     words = int(last[0].split("-")[1])
     assert 0 < words < 40 * 60_000 and not (tmp_path / "run" / "vectors.bin").exists()
     # Two ranks pick the run up from its folder and finish it.
@@ -203,15 +275,16 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_checkpoint(planted, cache_d
     again.mkdir()
     procs, outcomes = run_two(cfg, again)
     assert all(o["ok"] for o in outcomes), outcomes
-    assert outcomes[0]["metrics"]["resumed_from"].endswith(f"{last[0]}.rank0of2.pt")
+    assert outcomes[0]["metrics"]["resumed_from"].endswith(f"{last[0]}.rank0of2.pt" if mode == "sharded" else f"{last[0]}.pt")
     assert load_checkpoint(again / "run" / "checkpoint.pt")["state"]["finished"]
 
 
-def test_two_ranks_resume_from_a_single_process_checkpoint(planted, cache_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["replicas", "sharded"])
+def test_two_ranks_resume_from_a_single_process_checkpoint(planted, cache_dir, tmp_path, mode):
     from w2v.train import train
 
     corpus, groups = planted
-    cfg = small_config(corpus, cache_dir, epochs=2, chunk_tokens=4096, kernel="torch", workers=1)
+    cfg = small_config(corpus, cache_dir, epochs=2, chunk_tokens=4096, kernel="torch", workers=1, distributed=mode)
     cfg.train.checkpoint_every_words = 60_000
     train(cfg, tmp_path / "run")
     first = sorted((tmp_path / "run" / "checkpoints").glob("checkpoint-*.pt"))[0]
@@ -231,3 +304,48 @@ def topic_accuracy_of(ckpt, groups) -> float:
     wv = WordVectors(ckpt["words"], ckpt["input"].numpy())
     hits = [wv.most_similar(w, topn=1)[0][0] in group for group in groups for w in group]
     return sum(hits) / len(hits)
+
+
+@pytest.mark.parametrize("kernel", ["auto", "torch"])
+def test_replicas_resume_in_the_middle_of_a_round(planted, cache_dir, tmp_path, kernel):
+    """A single process's checkpoint after chunk 3: rank 1 trains chunk 3 while rank 0, which has
+    nothing left in that round, goes straight to its merge."""
+    from w2v.train import train
+
+    corpus, groups = planted
+    cfg = small_config(corpus, cache_dir, epochs=2, chunk_tokens=4096, kernel=kernel, workers=1, merge_every_words=16384)
+    cfg.train.checkpoint_every_words = 3 * 4096
+    cfg.train.keep_checkpoints = 0
+    train(cfg, tmp_path / "run")
+    first = sorted((tmp_path / "run" / "checkpoints").glob("checkpoint-*.pt"))[0]
+    assert load_checkpoint(first)["state"]["chunks_done"] == 3
+    cfg.train.resume = str(first)
+    cfg.train.checkpoint_every_words = None
+    ends = []
+    for attempt in range(2):  # and the same tables twice: nothing depends on timing
+        again = tmp_path / f"two{attempt}"
+        again.mkdir()
+        procs, outcomes = run_two(cfg, again)
+        assert all(o["ok"] for o in outcomes), outcomes
+        ends.append(load_checkpoint(again / "run" / "checkpoint.pt"))
+    assert ends[0]["state"]["finished"] and ends[0]["state"]["words"] == 2 * 60_000
+    assert torch.equal(ends[0]["input"], ends[1]["input"]) and torch.equal(ends[0]["output"], ends[1]["output"])
+    assert topic_accuracy_of(ends[0], groups) > 0.9
+
+
+@pytest.mark.slow
+def test_replicas_run_the_triton_step(tmp_path):
+    """Each rank runs the GPU's step (Triton's interpreter on the CPU here), one round per call."""
+    pytest.importorskip("triton")
+    from conftest import planted_corpus
+
+    groups = planted_corpus(tmp_path / "planted.txt", topics=4, words_per_topic=5, sentences=800)
+    cfg = small_config(tmp_path / "planted.txt", str(tmp_path / "cache"), epochs=2, chunk_tokens=2048, kernel="triton",
+                       workers=1, merge_every_words=4096)
+    procs, outcomes = run_two(cfg, tmp_path, timeout=900)
+    assert all(o["ok"] for o in outcomes), outcomes
+    metrics = outcomes[0]["metrics"]
+    assert metrics["distributed"] == "replicas" and metrics["merges"] == 2 * 2  # 4 chunks an epoch, 2 rounds
+    losses = metrics["epoch_losses"]
+    assert losses[-1] < losses[0]
+    assert topic_accuracy_of(load_checkpoint(tmp_path / "run" / "checkpoint.pt"), groups) > 0.9

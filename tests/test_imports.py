@@ -30,6 +30,7 @@ LAYERS = {
     "chunks": 5,
     "triton_step": 5,
     "checkpoint": 5,
+    "replica_sync": 5,
     "strategies": 6,
     "trainer": 7,
     "formats": 8,

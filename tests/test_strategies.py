@@ -27,6 +27,9 @@ def test_auto_settings_differ_by_step():
     gpu = strategies.resolve(TrainConfig(), "triton", "cuda")
     assert (cpu.batch_size, cpu.hot_rows, cpu.chunk_tokens) == (4096, "sum", 65536)
     assert (gpu.batch_size, gpu.hot_rows, gpu.chunk_tokens) == (16384, "trust", 1 << 20)
+    replica = strategies.resolve(TrainConfig(), "triton", "cuda", replicas=True)  # a round is a chunk per rank
+    assert (replica.batch_size, replica.chunk_tokens, replica.merge_every_words) == (16384, 65536, 1 << 28)
+    assert cpu.merge_every_words == 1 << 23
     hogwild = strategies.resolve(TrainConfig(hogwild=True), "triton", "cuda")
     assert hogwild.hot_rows == "sum"  # hogwild applies the plain sum
     mine = strategies.resolve(TrainConfig(batch_size=512, hot_rows="cap", chunk_tokens=999), "triton", "cuda")
@@ -45,8 +48,8 @@ def test_auto_picks_the_triton_step_on_a_gpu_and_falls_back_without_it(monkeypat
         strategies.choose(TrainConfig(kernel="triton"), model, "cuda")
     with pytest.raises(ValueError, match="CPU kernel"):
         strategies.choose(TrainConfig(kernel="fused"), model, "cuda")
-    with pytest.raises(ValueError, match="one process"):
-        strategies.choose(TrainConfig(kernel="triton"), model, "cpu", world_size=2)
+    with pytest.raises(ValueError, match="tables sharded over the processes"):
+        strategies.choose(TrainConfig(kernel="triton"), SkipGramNS(20, 8, distributed=True), "cpu", world_size=2)
 
 
 # --- the Triton strategy on CPU tensors --------------------------------------------------

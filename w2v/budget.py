@@ -42,6 +42,7 @@ PARTS = {
     "negatives": "negatives",
     "step": "step buffers",
     "tables": "embedding tables",
+    "merge": "the replicas' merge base",
     "corpus": "token stream",
     "export": "copies for evaluation and export",
 }
@@ -59,8 +60,10 @@ class Plan:
         steps: step buffers in memory at once (one per worker).
         vocab_size: rows of each table; 0 while the vocabulary is not built.
         corpus_tokens: tokens copied to the GPU (0 on the CPU, where they stay on disk).
-        world: processes the tables are spread over.
+        world: processes of the run.
         gpu: whether the tables and the step live on a GPU.
+        replicas: every process holds both whole tables and a copy to merge from
+            (``train.distributed=replicas``), else the rows are spread over the processes.
     """
 
     dim: int
@@ -77,27 +80,32 @@ class Plan:
     corpus_tokens: int = 0
     world: int = 1
     gpu: bool = False
+    replicas: bool = False
 
 
-def plan_for(cfg, device, world: int = 1, vocab_size: int = 0, corpus_tokens: int = 0) -> Plan:
+def plan_for(cfg, device, world: int = 1, vocab_size: int = 0, corpus_tokens: int = 0, replicas: bool = False) -> Plan:
     """The :class:`Plan` of a run config on ``device`` (a ``torch.device``) over ``world`` processes.
 
     How many chunks and steps are in memory at once follows :class:`w2v.trainer.Trainer`:
-    one of each on a GPU or under torchrun; with the CPU kernel (the plain sum) one step
-    while three chunks are drawn, queued and applied; with the torch step one chunk and
-    one step per worker.
+    one of each on a GPU or with tables sharded over processes; with the CPU kernel (the
+    plain sum) one step while three chunks are drawn, queued and applied; with the torch
+    step one chunk and one step per worker. Replicas (``replicas``) run a single process's
+    step on each rank.
     """
     t, gpu = cfg.train, device.type != "cpu"
-    workers = t.workers or os.cpu_count() or 1
-    triton = world == 1 and (t.kernel == "triton" or (gpu and t.kernel == "auto"))
-    defaults = GPU_DEFAULTS if triton and gpu else CPU_DEFAULTS
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    per_process = (os.cpu_count() or 1) // (int(local) if local.isdigit() and int(local) > 0 else 1)
+    workers = t.workers or max(per_process, 1)
+    sharded = world > 1 and not replicas
+    triton = not sharded and (t.kernel == "triton" or (gpu and t.kernel == "auto"))
+    defaults = GPU_DEFAULTS if triton and gpu and not (replicas and world > 1) else CPU_DEFAULTS
     batch_size = t.batch_size or (GPU_DEFAULTS if triton else CPU_DEFAULTS)["batch_size"]
     chunk_tokens = t.chunk_tokens or defaults["chunk_tokens"]
     hot_rows = t.hot_rows if t.hot_rows != "auto" else (GPU_DEFAULTS if triton and not t.hogwild else CPU_DEFAULTS)["hot_rows"]
     kernel = t.kernel != "torch" and hot_rows == "sum" and t.sub_batch is None
     if triton:  # two sets of chunk buffers: one drawn while the other trains
         chunks, steps = 2, 1
-    elif gpu or world > 1:
+    elif gpu or sharded:
         chunks, steps = 1, 1
     elif kernel:
         chunks, steps = 3, 1
@@ -107,7 +115,7 @@ def plan_for(cfg, device, world: int = 1, vocab_size: int = 0, corpus_tokens: in
         dim=cfg.model.dim, window=t.window, negatives=t.negatives, batch_size=batch_size,
         shared_negatives=t.shared_negatives, chunk_tokens=chunk_tokens, sub_batch=t.sub_batch,
         hot_rows=hot_rows != "sum", chunks=chunks, steps=steps, vocab_size=vocab_size,
-        corpus_tokens=corpus_tokens if gpu else 0, world=world, gpu=gpu,
+        corpus_tokens=corpus_tokens if gpu else 0, world=world, gpu=gpu, replicas=replicas and world > 1,
     )
 
 
@@ -129,16 +137,20 @@ def estimate(plan: Plan) -> Dict[str, Tuple[int, str]]:
     # w2v.model.SGNSStep: x and dx (B, D), out_rows and out_grad (B + M K, D), their ids,
     # the scores (B, K); the C kernel's buffers are smaller (w2v/csrc/sgns.c).
     step = 4 * d * (2 * b + 2 * rows) + 8 * rows + 8 * b * k + (8 * v + 24 * rows if plan.hot_rows else 0)
-    local_rows = -(-v // plan.world)
+    local_rows = v if plan.replicas else -(-v // plan.world)
     tables = 2 * 4 * local_rows * d + 64 * v  # both tables, the noise and subsampling arrays
+    # Replicas: both tables at the last merge, and on one machine two shared-memory slots
+    # and a sum of up to 256 MiB (w2v.replica_sync.SHARED_BYTES).
+    merge = 2 * 4 * v * d + 3 * min(256 << 20, 2 * 4 * v * d) if plan.replicas else 0
     # The unit-normalised table for queries; a host copy of both tables from a GPU or
     # gathered from the ranks (w2v.train: tables(), vectors()).
-    copies = 1 if not plan.gpu and plan.world == 1 else 3
+    copies = 1 if not plan.gpu and (plan.world == 1 or plan.replicas) else 3
     return {
         "pairs": (plan.chunks * chunk_pairs, "device"),
         "negatives": (plan.chunks * chunk_negatives, "device"),
         "step": (plan.steps * step, "device"),
         "tables": (tables, "device"),
+        "merge": (merge, "device"),
         "corpus": (4 * plan.corpus_tokens, "device"),
         "export": (4 * v * d * copies, "host"),
     }
@@ -239,18 +251,25 @@ def device_available(device) -> Optional[int]:
     return int(torch.cuda.mem_get_info(device)[0])
 
 
-def check_run(cfg, device, world: int = 1, vocab_size: int = 0, corpus_tokens: int = 0) -> None:
+def available(device) -> Dict[str, int]:
+    """Bytes this process may use: ``{"host": ...}``, and ``"device"`` on a GPU."""
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")  # torchrun's processes on this machine share its memory
+    room = {"host": host_available() // (int(local) if local.isdigit() and int(local) > 0 else 1)}
+    if device.type != "cpu":
+        room["device"] = device_available(device)
+    return room
+
+
+def check_run(cfg, device, world: int = 1, vocab_size: int = 0, corpus_tokens: int = 0, replicas: bool = False) -> None:
     """Raise ``ValueError`` naming the key to lower when the run cannot fit in memory.
 
     Called twice by :func:`w2v.train.train`: once the device is known (the chunks and the
-    step), and once the vocabulary is (the tables too).
+    step), and once the vocabulary is (the tables too, whole on every rank with ``replicas``).
     """
-    plan = plan_for(cfg, device, world, vocab_size, corpus_tokens)
-    local = os.environ.get("LOCAL_WORLD_SIZE", "1")  # torchrun's processes on this machine share its memory
-    available = {"host": host_available() // (int(local) if local.isdigit() and int(local) > 0 else 1)}
-    if plan.gpu:
-        available["device"] = device_available(device)
-    problem = refusal(plan, available, str(device))
+    plan = plan_for(cfg, device, world, vocab_size, corpus_tokens, replicas)
+    problem = refusal(plan, available(device), str(device))
+    if problem and plan.replicas and plan.vocab_size:
+        problem += "; or spread the tables over the processes with train.distributed=sharded"
     if problem:
         raise ValueError(problem)
 

@@ -316,31 +316,35 @@ class CheckpointFolder:
     """Periodic checkpoints of a run: ``folder/checkpoint-W.pt``, the newest ``keep`` kept.
 
     Each rank of a run over several processes keeps its own files,
-    ``checkpoint-W.rankRofN.pt``.
+    ``checkpoint-W.rankRofN.pt``; when every rank holds the same whole tables
+    (``replicated``), rank 0 alone writes ``checkpoint-W.pt``.
 
     Args:
         folder: where they go (created on the first save).
         keep: how many to keep; 0 keeps them all.
         rank, world_size: this process's place in the run.
         corpus: the corpus record every checkpoint carries (see :func:`save_checkpoint`).
+        replicated: every rank holds the same whole tables when a checkpoint is taken.
     """
 
     def __init__(
         self, folder: str | os.PathLike, keep: int = 3, rank: int = 0, world_size: int = 1,
-        corpus: Optional[Dict[str, Any]] = None,
+        corpus: Optional[Dict[str, Any]] = None, replicated: bool = False,
     ) -> None:
         self.folder, self.keep, self.corpus = Path(folder), keep, corpus
-        self.suffix = rank_suffix(rank, world_size)
+        self.suffix = "" if replicated else rank_suffix(rank, world_size)
+        self.writes = rank == 0 or not replicated
 
     def path(self, words: int) -> Path:
         return self.folder / f"{PREFIX}{words:015d}{self.suffix}.pt"
 
     def save(self, model, vocab, config: Dict[str, Any], state: Dict[str, Any]) -> Path:
         """Write the checkpoint of ``state`` (named by ``state['words']``), then prune; return its path."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(int(state["words"]))
-        save_checkpoint(path, model, vocab, config, state, corpus=self.corpus)
-        self.prune()
+        if self.writes:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(path, model, vocab, config, state, corpus=self.corpus)
+            self.prune()
         return path
 
     def checkpoints(self) -> List[Path]:

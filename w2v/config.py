@@ -93,7 +93,7 @@ class TrainConfig:
     # hot_rows damping); hogwild=True applies them as computed, one launch per chunk.
     hogwild: bool = False
     # Tokens per unit of work handed to a worker; None: 65536, or 2**20 for the Triton step
-    # on a GPU (fewer host reads). A resumed run must use the checkpoint's value.
+    # on a GPU in one process (fewer host reads). A resumed run must use the checkpoint's value.
     chunk_tokens: Optional[int] = None
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     seed: int = 0
@@ -108,6 +108,22 @@ class TrainConfig:
     # Under torchrun: how long a rank waits on the others before giving up (a rank that dies
     # is noticed at once; this bounds the wait on one that hangs).
     dist_timeout_seconds: float = 1800.0
+    # Under torchrun: "replicas" gives every rank both whole tables, trains its share of the
+    # corpus with the step one process would run and merges the ranks' changes every
+    # merge_every_words corpus words; "sharded" spreads the rows of both tables over the
+    # ranks (w2v.embedding.DistributedEmbedding; every step exchanges rows); "auto":
+    # replicas when the tables fit on every rank, else sharded.
+    distributed: str = "auto"
+    # Replicas: corpus words between two merges of whole tables, where checkpoints and stops
+    # land (rounded up to rounds of one chunk per rank); None: the step's own
+    # (w2v.config.CPU_DEFAULTS, GPU_DEFAULTS).
+    merge_every_words: Optional[int] = None
+    # Replicas: the rows of this many most frequent words merge after every round, 4x as many
+    # every 4 rounds, 16x every 16... (0: whole tables every merge_every_words only).
+    merge_hot_rows: int = 2048
+    # Replicas: how the ranks' changes since the last merge combine (w2v.replica_sync):
+    # "sum" adds them all (as one process would have made them), "mean" averages them.
+    merge: str = "sum"
 
 
 @dataclass
@@ -152,9 +168,11 @@ EXPORT_FORMATS = ("bin", "txt", "npy", "pt")
 # The Triton step applies each batch synchronously with the trust damping, which holds the
 # 4k-pair quality at 16k pairs (docs/benchmarks.md, hot rows); larger chunks amortise the
 # per-chunk host read on a GPU.
-CPU_DEFAULTS = dict(batch_size=4096, hot_rows="sum", chunk_tokens=65536)
-GPU_DEFAULTS = dict(batch_size=16384, hot_rows="trust", chunk_tokens=1 << 20)
+CPU_DEFAULTS = dict(batch_size=4096, hot_rows="sum", chunk_tokens=65536, merge_every_words=1 << 23)
+GPU_DEFAULTS = dict(batch_size=16384, hot_rows="trust", chunk_tokens=1 << 20, merge_every_words=1 << 28)
 KERNELS = ("auto", "fused", "torch", "triton")
+DISTRIBUTED = ("auto", "replicas", "sharded")
+MERGE_RULES = ("sum", "mean")  # w2v.replica_sync
 HOT_ROWS = ("auto", "sum", "mean", "sqrt", "cap", "trust")  # w2v.model.HOT_ROWS, and auto
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy take any seed in [0, 2**63)
 MAX_TIMEOUT = 365 * 24 * 3600  # datetime.timedelta and the process group take far more; a year is plenty
@@ -310,6 +328,10 @@ RULES: Dict[str, Check] = {
     "train.keep_checkpoints": _integer(0, meaning=" (0 keeps all)"),
     "train.resume": _text(optional=True),
     "train.dist_timeout_seconds": _real(0.0, MAX_TIMEOUT, above=True, meaning=" (seconds)"),
+    "train.distributed": _choice(DISTRIBUTED),
+    "train.merge_every_words": _integer(1, optional=True, meaning=" (null: the step's own)"),
+    "train.merge_hot_rows": _integer(0, meaning=" (0: whole tables only)"),
+    "train.merge": _choice(MERGE_RULES),
     "export.formats": _formats,
     "export.checkpoint": _boolean,
     "export.dir": _text(optional=True),

@@ -51,6 +51,7 @@ from .model import SkipGramNS
 from .runlock import RunLock
 from .safefile import atomic_write, reason, sweep
 from .stopping import FinishingInterrupted, RunSignals
+from .strategies import sharded_tables
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
 from .vocab import Vocab
 
@@ -368,7 +369,10 @@ def _train(
             f"model.num_shards={cfg.model.num_shards} is more than the {len(vocab)} vocabulary rows; "
             "use fewer shards or a lower data.min_count"
         )
-    check_run(cfg, device, world, len(vocab), len(corpus))  # and the tables, now that their size is known
+    # and the tables, now that their size is known: whole on every rank, or spread over the ranks
+    sharded = sharded_tables(cfg, device, world, len(vocab), len(corpus))
+    if ckpt is not None and "shard" in ckpt and not sharded:  # a sharded run's files, joined for replicas
+        ckpt = load_checkpoint(ckpt["path"], rank, 1)
     say(
         f"corpus: {len(corpus):,} tokens, {len(corpus.types):,} types; vocabulary: {len(vocab):,} words "
         f"(min_count={cfg.data.min_count}, <unk> absorbs {vocab.counts[0]:,} tokens); "
@@ -377,7 +381,7 @@ def _train(
     )
 
     model = SkipGramNS(
-        len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=world > 1
+        len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=sharded
     )
     trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, device)
     say(f"step: {trainer.strategy.describe()}", err=True)
@@ -425,7 +429,9 @@ def _train(
     if resumed_from:
         metrics["resumed_from"] = resumed_from
     record = {"tokens": len(corpus), "fingerprint": corpus.fingerprint}
-    checkpoints = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record)
+    checkpoints = CheckpointFolder(
+        out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record, replicated=not sharded
+    )
     saved: list = []
     unsaved: list = []  # why the checkpoint of a stop could not be written
 
@@ -458,7 +464,7 @@ def _train(
 
     def tables():
         """Both whole tables on rank 0 (``None`` elsewhere): a collective over several processes."""
-        if world == 1:
+        if not sharded:  # one process, or replicas: equal on every rank after the last merge
             return model.input.weight.detach(), model.output.weight.detach()
         with parallel.peer_failures("gathering the tables"):
             return model.input.full_table(dst=0), model.output.full_table(dst=0)
@@ -535,10 +541,8 @@ def _train(
     signals.hold()  # from here a signal waits until the trained tables are on disk
     monitor.close()
 
-    if world > 1:  # what the tables' exchanges cost, over all ranks
-        with parallel.peer_failures("summing the traffic"):
-            sent, steps = parallel.all_reduce([model.input.sent_bytes + model.output.sent_bytes, trainer.global_step], "sum", device)
-        metrics["sent_bytes_per_step"] = sent / max(steps / world, 1)
+    if world > 1:  # what the ranks' exchanges cost
+        metrics.update(trainer.strategy.traffic(trainer.global_step))
     final = tables()
     if not main:  # rank 0 writes the files a single process writes
         writer.close()

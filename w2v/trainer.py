@@ -53,9 +53,9 @@ class Trainer:
 
     def __init__(self, model: SkipGramNS, tokens, rank_to_id, counts, cfg, device, writer=None) -> None:
         self.model, self.device, self.writer = model, torch.device(device), writer
-        self.rank, self.world_size = getattr(model.input, "rank", 0), getattr(model.input, "world_size", 1)
+        self.rank, self.world_size = parallel.rank_and_size()  # sharded tables, or a replica on each rank
         kind = strategies.choose(cfg, model, self.device, self.world_size)
-        self.cfg = strategies.resolve(cfg, kind, self.device)  # no ``auto`` left
+        self.cfg = strategies.resolve(cfg, kind, self.device, self.world_size > 1 and kind != "ranks")  # no ``auto`` left
         self.plan = ChunkPlan(tokens, rank_to_id, counts, self.cfg, self.device, on_device=self.device.type == "cuda")
         self.strategy = strategies.build(kind, model, self.plan, self.rank, self.world_size)
         self.num_tokens, self.total_words, self.chunks = self.plan.num_tokens, self.plan.total_words, self.plan.bounds
@@ -125,6 +125,9 @@ class Trainer:
         moved = position > self._last_checkpoint[1]
         return bool(minutes) and moved and time.monotonic() - self._last_checkpoint[0] >= minutes * 60
 
+    def chunk_trained(self, epoch: int, index: int) -> None:
+        """Nothing to do between two chunks in one process (see :class:`~w2v.strategies.Loop`)."""
+
     def _checkpoint(self, epoch: int) -> None:
         """Hand the state to the checkpoint callback; the workers are all stopped."""
         tables = list(self.model.input.shards) + list(self.model.output.shards)
@@ -134,7 +137,7 @@ class Trainer:
                 f"(now {self.cfg.lr}) or train.batch_size (now {self.cfg.batch_size})"
             )
         if self._save is not None:
-            self._save(self.state)
+            self._save(self.strategy.shared_state(self.state))
         self._last_checkpoint = (time.monotonic(), self.state.words)
 
     # -- one epoch -------------------------------------------------------------------

@@ -10,9 +10,9 @@ threads, a compiled kernel, several processes, or a GPU.
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Protocol
+from typing import Callable, Dict, List, Optional, Protocol
 
-from w2v.state import TrainingDiverged, WorkerStats
+from w2v.state import TrainingDiverged, TrainState, WorkerStats
 
 # progress(words, stats, recent_loss): words of this epoch so far, per-worker stats, the
 # mean loss of the pairs measured since the last call.
@@ -28,17 +28,24 @@ class Loop(Protocol):
     def due(self, epoch: int, index: int) -> bool:
         """Whether to stop handing out chunks before chunk ``index``: a checkpoint or a stop is due."""
 
+    def chunk_trained(self, epoch: int, index: int) -> None:
+        """Chunk ``index``'s updates are in the tables (called by strategies with ``chunk_hook``)."""
+
 
 class Strategy:
     """One way of running the training step over chunks.
 
     Attributes:
-        name: what the run reports (``"cpu-kernel"``, ``"threads"``, ``"ranks"``, ``"triton"``).
+        name: what the run reports (``"cpu-kernel"``, ``"threads"``, ``"ranks"``, ``"replicas"``, ``"triton"``).
         num_workers: how many :class:`WorkerStats` the loop keeps for it.
+        chunk_hook: it trains one chunk at a time, in the order taken, and calls
+            ``loop.chunk_trained`` after each from the thread that trains, while no other
+            thread writes the tables (data-parallel replicas merge there).
     """
 
     name = "?"
     num_workers = 1
+    chunk_hook = False
 
     def run(self, loop: Loop, epoch: int, todo: List[int], stats: List[WorkerStats], progress: Progress) -> None:
         """Train chunks popped from ``todo`` until it is empty or ``loop.due`` says stop.
@@ -50,6 +57,14 @@ class Strategy:
 
     def describe(self) -> str:
         return self.name
+
+    def shared_state(self, state: TrainState) -> TrainState:
+        """The state a checkpoint holds (over several processes, a collective: every rank calls it)."""
+        return state
+
+    def traffic(self, global_step: int) -> Dict[str, float]:
+        """What the processes sent each other (a collective over several processes); ``{}`` in one."""
+        return {}
 
 
 def check_loss(loss: float, epoch: int, cfg) -> None:

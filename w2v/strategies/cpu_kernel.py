@@ -50,6 +50,7 @@ class CpuKernel(Strategy):
     """The compiled kernel fed by a drawing thread, one chunk ahead."""
 
     name = "cpu-kernel"
+    chunk_hook = True
 
     def __init__(self, model: SkipGramNS, plan: ChunkPlan, threads: int) -> None:
         self.model, self.plan, self.threads = model, plan, threads
@@ -106,6 +107,7 @@ class CpuKernel(Strategy):
                 before = stat.loss_sum
                 self._run_chunk(epoch, index, pairs, stat)
                 check_loss(stat.loss_sum - before, epoch, plan.cfg)
+                loop.chunk_trained(epoch, index)
                 now = time.perf_counter()
                 if progress is not None and now - reported[0] >= 0.5 and stat.loss_pairs > reported[2]:
                     recent = (stat.loss_sum - reported[1]) / (stat.loss_pairs - reported[2])

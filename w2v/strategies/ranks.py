@@ -11,7 +11,7 @@ Rounds finish whole, so the finished chunks stay a prefix.
 from __future__ import annotations
 
 import time
-from typing import List
+from typing import Dict, List
 
 import torch
 
@@ -32,7 +32,14 @@ class Ranks(Strategy):
         self.model, self.plan, self.rank, self.world_size = model, plan, rank, world_size
 
     def describe(self) -> str:
-        return f"torch step, rank {self.rank} of {self.world_size}"
+        return f"torch step, rank {self.rank} of {self.world_size}, tables sharded over the ranks"
+
+    def traffic(self, global_step: int) -> Dict[str, float]:
+        """Bytes the tables' exchanges sent per step, summed over the ranks (a collective)."""
+        sent_bytes = self.model.input.sent_bytes + self.model.output.sent_bytes
+        with parallel.peer_failures("summing the traffic"):
+            sent, steps = parallel.all_reduce([sent_bytes, global_step], "sum", self.plan.device)
+        return {"distributed": "sharded", "sent_bytes_per_step": sent / max(steps / self.world_size, 1)}
 
     def run(self, loop: Loop, epoch: int, todo: List[int], stats: List[WorkerStats], progress: Progress) -> None:
         with parallel.peer_failures(f"training epoch {epoch + 1}"):
