@@ -42,7 +42,7 @@ from w2v.model import SkipGramNS  # noqa: E402
 from w2v.trainer import Trainer, TrainingDiverged  # noqa: E402
 from w2v.vocab import Vocab  # noqa: E402
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "w2v" / "data"
 
 
 def score(words, vectors):

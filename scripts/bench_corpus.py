@@ -37,7 +37,7 @@ def peak_rss_mib() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default=str(SHARED if SHARED.is_file() else "data/enwiki-gutenberg-2m.txt.gz"))
+    parser.add_argument("--corpus", default=str(SHARED if SHARED.is_file() else str(ROOT / "w2v" / "data" / "enwiki-gutenberg-2m.txt.gz")))
     parser.add_argument("--repeat", type=int, default=10, help="times the corpus is streamed (default 10)")
     parser.add_argument("--workdir", default=None, help="where the encoded stream is written (default: a temp folder)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

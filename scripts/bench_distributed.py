@@ -65,7 +65,7 @@ def row(m: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default=str(ROOT / "data" / "enwiki-gutenberg-2m.txt.gz"))
+    parser.add_argument("--corpus", default=str(ROOT / "w2v" / "data" / "enwiki-gutenberg-2m.txt.gz"))
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--ranks", type=int, default=2)

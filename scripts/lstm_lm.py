@@ -9,7 +9,7 @@ once with a randomly initialised embedding, once with the rows of our vectors
 (``WordVectors.to_embedding``; fine-tuned unless ``--freeze``), and the validation
 perplexities are printed side by side.
 
-    python scripts/lstm_lm.py data/enwiki-gutenberg-2m.txt.gz --vectors vectors.bin \\
+    python scripts/lstm_lm.py w2v/data/enwiki-gutenberg-2m.txt.gz --vectors vectors.bin \\
         --max-words 300000 --epochs 3
 
 The text is split into tokens by ``--token-pattern`` (default: runs of letters,

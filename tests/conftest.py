@@ -1,5 +1,6 @@
 import os
 import random
+import signal
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,16 @@ def planted(tmp_path):
 @pytest.fixture
 def cache_dir(tmp_path):
     return str(tmp_path / "cache")
+
+
+@pytest.fixture
+def no_hang():
+    """Fail a test that blocks (on a FIFO, an endless file) instead of hanging the suite."""
+    def timeout(signum, frame):
+        raise TimeoutError("blocked for 20 s")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

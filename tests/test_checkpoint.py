@@ -12,6 +12,7 @@ import torch
 
 from w2v.checkpoint import (
     CheckpointFolder,
+    check_corpus,
     check_resumable,
     latest_checkpoint,
     load_checkpoint,
@@ -201,3 +202,60 @@ def test_sigkill_at_a_random_moment_of_a_write_loop(tmp_path):
         finally:
             proc.kill()
         assert_only_complete_checkpoints(folder)
+
+
+# --- what a checkpoint holds is checked when it is read --------------------------------------
+
+
+def flip_bytes_inside(path, table: torch.Tensor, count: int = 64):
+    """Overwrite ``count`` bytes in the middle of ``table``'s data inside the checkpoint file."""
+    data = bytearray(path.read_bytes())
+    raw = table.contiguous().numpy().tobytes()
+    middle = raw[len(raw) // 2 : len(raw) // 2 + count]
+    at = data.find(middle)
+    assert at > 0 and data.find(middle, at + 1) < 0
+    data[at : at + count] = bytes(b ^ 0xFF for b in middle)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("table", ["input", "output"])
+def test_flipped_bytes_inside_a_table_are_refused_naming_an_earlier_checkpoint(tmp_path, table):
+    model, vocab = tiny(v=500, d=16)
+    folder = CheckpointFolder(tmp_path / "run" / "checkpoints", keep=0)
+    for words in (100, 200):
+        folder.save(model, vocab, CONFIG, {"words": words})
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, vocab, CONFIG, {"words": 300})
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert set(ckpt["checksums"]) == {"input", "output", "counts", "words"}
+
+    flip_bytes_inside(tmp_path / "run" / "checkpoint.pt", ckpt[table])
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "run")
+    assert f"checkpoint.pt is a damaged checkpoint: its {table} table no longer matches the checksum" in str(err.value)
+    assert str(err.value).endswith("resume from an earlier one, train.resume=" + str(folder.path(200)))
+    flip_bytes_inside(folder.path(200), ckpt[table])
+    with pytest.raises(ValueError, match=rf"train.resume={folder.path(100)}$"):
+        load_checkpoint(folder.path(200))
+
+
+def test_a_checkpoint_from_before_checksums_still_loads(tmp_path):
+    model, vocab = tiny()
+    save_checkpoint(tmp_path / "c.pt", model, vocab, CONFIG, {"words": 1})
+    old = torch.load(tmp_path / "c.pt", weights_only=True)
+    del old["checksums"]
+    torch.save(old, tmp_path / "c.pt")
+    assert torch.equal(load_checkpoint(tmp_path / "c.pt")["input"], model.input.weight)
+
+
+def test_the_corpus_record_tells_another_corpus_of_the_same_size(tmp_path):
+    model, vocab = tiny()
+    record = {"tokens": 1000, "fingerprint": "blake2b:aa"}
+    save_checkpoint(tmp_path / "c.pt", model, vocab, CONFIG, {"words": 1}, corpus=record)
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert check_corpus(ckpt, 1000, "blake2b:aa") is None
+    assert check_corpus(ckpt, 999, "blake2b:bb") is None  # another size: the trainer names both counts
+    with pytest.raises(ValueError, match=r"c.pt was trained on another corpus of the same 1,000 tokens .*"
+                       r"resume with the data.corpus of the checkpoint's run"):
+        check_corpus(ckpt, 1000, "blake2b:bb")
+    del ckpt["corpus"]  # a checkpoint of an earlier version
+    assert "was written by an older w2v" in check_corpus(ckpt, 1000, "blake2b:bb")

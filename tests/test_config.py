@@ -1,14 +1,17 @@
+from pathlib import Path
+
 import pytest
 from hydra import compose, initialize_config_dir
 
 from w2v.config import Config, register_configs, validate
+from w2v.overrides import schema_keys
 
 from conftest import ROOT
 
 
 def compose_cfg(overrides=()):
     register_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "w2v" / "conf")):
         return compose(config_name="config", overrides=list(overrides))
 
 
@@ -100,15 +103,6 @@ import math  # noqa: E402
 from w2v.config import RULES  # noqa: E402
 
 
-def schema_keys(node=Config, prefix=""):
-    for f in dataclasses.fields(node):
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        if dataclasses.is_dataclass(default):
-            yield from schema_keys(default, f"{f.name}.")
-        else:
-            yield prefix + f.name
-
-
 # One bad value per key: wrong type, out of range, NaN or infinite, malformed.
 BAD = {
     "data.corpus": "",
@@ -161,6 +155,7 @@ BAD = {
     "eval.every_epoch": "true",
     "eval.probe_words": ["king", ""],
     "eval.topn": 0,
+    "eval.probe_vocab": -5,
     "eval.projector_words": -1,
 }
 # More values the issue named, each refused with its key.
@@ -216,3 +211,15 @@ def test_hydra_values_are_checked_too():
     cfg = compose_cfg(["eval.probe_words=[king,'']"])
     with pytest.raises(ValueError, match=r"eval.probe_words\[1\]"):
         validate(cfg)
+
+
+def test_defaults_point_into_the_package():
+    package = ROOT / "w2v"
+    for cfg in (compose_cfg(), Config()):
+        for path in (cfg.data.corpus, cfg.eval.analogies, cfg.eval.similarity):
+            assert Path(path).is_file() and package in Path(path).parents, path
+
+
+def test_the_readme_names_every_config_key():
+    readme = (ROOT / "README.md").read_text()
+    assert [key for key in schema_keys() if f"`{key}`" not in readme] == []

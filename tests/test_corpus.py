@@ -1,5 +1,7 @@
 import gzip
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,5 +120,135 @@ def test_encoding_a_repeated_stream_counts_every_copy(tmp_path):
 
 def test_a_binary_file_names_the_undecodable_bytes(tmp_path):
     (tmp_path / "blob").write_bytes(bytes(range(128, 256)) * 3)
-    with pytest.raises(ValueError, match="384 bytes were not valid UTF-8: is it a binary file"):
+    with pytest.raises(ValueError, match=r"blob is not UTF-8 text: 384 of its first 384 bytes \(100%\) are not valid UTF-8"):
         load_corpus(str(tmp_path / "blob"), Tokenizer(), cache=False)
+    (tmp_path / "tiny").write_bytes(bytes(range(200, 240)))  # too few bytes to judge, and no tokens
+    with pytest.raises(ValueError, match="no tokens; 40 bytes were not valid UTF-8: is it a binary file"):
+        load_corpus(str(tmp_path / "tiny"), Tokenizer(), cache=False)
+
+
+# --- input that cannot be text, tokens no file can hold -------------------------------------
+
+
+def test_random_bytes_and_utf16_are_refused_a_few_bad_bytes_are_not(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "random.bin").write_bytes(rng.bytes(300_000))
+    with pytest.raises(ValueError, match=r"random.bin is not UTF-8 text: .* bytes \(4\d%\) are not valid UTF-8"):
+        load_corpus(str(tmp_path / "random.bin"), Tokenizer(), cache=False)
+    text = "the cat sat on the mat\n" * 5000
+    for encoding in ("utf-16", "utf-16-le"):  # with and without a byte-order mark
+        (tmp_path / "wide.txt").write_text(text, encoding=encoding)
+        with pytest.raises(ValueError, match=r"5\d% of its characters are NUL: UTF-16 text.*iconv -f UTF-16 -t UTF-8"):
+            load_corpus(str(tmp_path / "wide.txt"), Tokenizer(), cache=False)
+    few = ("the school was open and the cafe was busy, said José\n" * 3000).encode("latin-1")  # 2%: a warning
+    (tmp_path / "few.txt").write_bytes(few)
+    assert load_corpus(str(tmp_path / "few.txt"), Tokenizer(), cache=False).bad_bytes == 3000
+
+
+def test_a_damaged_gzip_is_a_value_error(tmp_path):
+    words = " ".join(f"w{i % 5000}" for i in range(200_000))  # compresses to ~300 KB
+    data = bytearray(gzip.compress(words.encode()))
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    (tmp_path / "bad.txt.gz").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"bad.txt.gz: not a readable gzip file \(.*\); the file is damaged"):
+        load_corpus(str(tmp_path / "bad.txt.gz"), Tokenizer(r"\w+"), cache=False)
+
+
+@pytest.mark.parametrize(
+    "pattern, message",
+    [("[a-z]+ ?", "makes the token 'the ', with whitespace in it"), ("[a-z]*", "matches the empty string")],
+)
+def test_a_token_pattern_whose_tokens_no_file_can_hold_is_refused(tmp_path, cache_dir, pattern, message):
+    (tmp_path / "c.txt").write_text("the cat sat\n")
+    with pytest.raises(ValueError, match=rf"data.token_pattern '{re.escape(pattern)}' {message}"):
+        load_corpus(str(tmp_path / "c.txt"), Tokenizer(pattern), cache_dir=cache_dir)
+    assert not [p for p in os.listdir(cache_dir) if not p.startswith(".")]  # nothing cached
+
+
+@pytest.mark.parametrize(
+    "error, reason",
+    [
+        (OSError(28, "No space left on device"), "No space left on device"),
+        (OSError("4194304 requested and 0 written"), "4194304 requested and 0 written: is the disk full?"),  # numpy's
+    ],
+)
+def test_a_full_cache_disk_is_a_value_error_and_leaves_nothing(tmp_path, cache_dir, monkeypatch, error, reason):
+    (tmp_path / "c.txt").write_text("the cat sat on the mat\n" * 100)
+    real = corpus._renumber
+
+    def full(raw, rank, n, dest, *args, **kwargs):  # the disk fills up while the ranks are written
+        dest.write_bytes(b"\x93NUMPY partial")
+        raise error
+
+    monkeypatch.setattr(corpus, "_renumber", full)
+    with pytest.raises(ValueError) as err:
+        load_corpus(str(tmp_path / "c.txt"), Tokenizer(), cache_dir=cache_dir)
+    assert str(err.value) == (
+        f"cannot write the tokenized corpus into data.cache_dir={cache_dir} ({reason}); free space there, "
+        "or set data.cache_dir (or $W2V_CACHE_DIR) to a folder with room, or data.cache=false"
+    )
+    assert os.listdir(cache_dir) == []
+    monkeypatch.setattr(corpus, "_renumber", real)
+    assert load_corpus(str(tmp_path / "c.txt"), Tokenizer(), cache_dir=cache_dir).types[0] == "the"
+
+
+# --- cache identity --------------------------------------------------------------------------
+
+
+def entry(cache_dir):
+    (folder,) = [p for p in Path(cache_dir).iterdir() if not p.name.startswith(".")]
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["types_cut_short", "meta_missing", "tokens_too_short", "meta_garbage"])
+def test_a_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path, cache_dir, damage):
+    path = tmp_path / "c.txt"
+    corpus_words = [f"w{'abcdefgh'[i % 8]}{'xyz'[i % 3]}" for i in range(3000)]
+    path.write_text(" ".join(corpus_words) + "\n")
+    fresh = load_corpus(str(path), Tokenizer(), cache_dir=cache_dir)
+    fresh.tokens = np.array(fresh.tokens)  # off the memory map, whose file is about to be damaged
+    folder = entry(cache_dir)
+    if damage == "types_cut_short":
+        lines = (folder / "types.txt").read_text().splitlines(keepends=True)
+        (folder / "types.txt").write_text("".join(lines[:5]))
+    elif damage == "meta_missing":
+        (folder / "meta.json").unlink()
+    elif damage == "tokens_too_short":
+        np.save(folder / "tokens.npy", fresh.tokens[:100])
+    else:
+        (folder / "meta.json").write_text("{not json")
+    warnings = []
+    again = load_corpus(str(path), Tokenizer(), cache_dir=cache_dir, warn=warnings.append)
+    assert len(warnings) == 1 and "is damaged" in warnings[0] and "tokenizing again" in warnings[0], warnings
+    assert again.types == fresh.types and np.array_equal(again.tokens, fresh.tokens)
+    assert again.fingerprint == fresh.fingerprint
+    assert load_corpus(str(path), Tokenizer(), cache_dir=cache_dir, warn=warnings.append) and len(warnings) == 1
+
+
+def test_a_corpus_rewritten_with_the_same_size_and_mtime_is_tokenized_again(tmp_path, cache_dir):
+    path = tmp_path / "c.txt"
+    path.write_text("the cat sat\nthe dog ran\n")
+    before = load_corpus(str(path), Tokenizer(), cache_dir=cache_dir)
+    stat = path.stat()
+    path.write_text("the dog ran\nthe cat sat\n")  # same bytes, other order
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    warnings = []
+    after = load_corpus(str(path), Tokenizer(), cache_dir=cache_dir, warn=warnings.append)
+    assert [after.types[r] for r in after.tokens] == ["the", "dog", "ran", "the", "cat", "sat"]
+    assert len(warnings) == 1 and "c.txt changed since it was tokenized" in warnings[0]
+    assert after.fingerprint != before.fingerprint and len(after) == len(before)
+    assert len([p for p in os.listdir(cache_dir) if not p.startswith(".")]) == 1
+
+
+def test_a_killed_tokenization_is_swept_by_the_next_run(tmp_path, cache_dir):
+    from test_safefile import dead_pid
+
+    os.makedirs(cache_dir)
+    left = corpus.safefile.temp_dir(cache_dir)
+    (left / "provisional.u32").write_bytes(b"\0" * 4096)
+    stale = left.with_name(left.name.replace(corpus.safefile.owner(), f"{dead_pid()}@{corpus.safefile._HOST}"))
+    os.rename(left, stale)
+    live = corpus.safefile.temp_dir(cache_dir)  # a tokenization under way in this process
+    (tmp_path / "c.txt").write_text("one two\n")
+    load_corpus(str(tmp_path / "c.txt"), Tokenizer(), cache_dir=cache_dir)
+    assert not stale.exists() and live.exists()

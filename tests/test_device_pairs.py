@@ -10,7 +10,7 @@ from sync_guard import HostSyncCounter
 from w2v.batching import subsample, window_pairs, window_reach
 from w2v.device_pairs import DevicePairSampler, batch_learning_rates, pair_capacity, subsample_into, window_pairs_into
 from w2v.sampling import NoiseSampler
-from w2v.trainer import Trainer
+from w2v.chunks import ChunkPlan
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")])]
 
@@ -260,7 +260,7 @@ def test_batch_learning_rates_are_the_trainers(device):
     chunks = [(0, 700), (700, 1400), (1400, 1500)]
     num_tokens, epochs, batch_size = 1500, 3, 64
     host = SimpleNamespace(
-        chunks=chunks,
+        bounds=chunks,
         num_tokens=num_tokens,
         total_words=num_tokens * epochs,
         cfg=SimpleNamespace(batch_size=batch_size, lr=0.025, min_lr=0.0001),
@@ -275,7 +275,7 @@ def test_batch_learning_rates_are_the_trainers(device):
                     num_tokens, num_tokens * epochs, 0.025, 0.0001, out=out,
                 )
                 assert rates is out and rates.dtype == torch.float32
-                expected = [Trainer._batch_lr(host, epoch, index, j, count) for j in range(num_batches)]
+                expected = [ChunkPlan.batch_lr(host, epoch, index, j, count) for j in range(num_batches)]
                 torch.testing.assert_close(rates.cpu(), torch.tensor(expected, dtype=torch.float32), rtol=1.2e-7, atol=0)
 
 

@@ -11,7 +11,7 @@ from w2v.vectors import WordVectors
 
 gensim_kv = pytest.importorskip("gensim.models.keyedvectors")
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "w2v" / "data"
 QUESTIONS = DATA / "questions-words.txt"
 WORDSIM = DATA / "wordsim353.tsv"
 
@@ -199,9 +199,17 @@ def test_cli_json(vectors_file, vectors, capsys):
     assert report["similarity"]["oov_ratio"] == pytest.approx(oov)
 
 
+def test_cli_without_files_uses_the_bundled_sets_and_trainings_restrict_vocab(vectors_file, vectors, capsys):
+    assert ev.main([str(vectors_file), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["analogies"]["path"] == str(QUESTIONS) and report["similarity"]["path"] == str(WORDSIM)
+    assert report["analogies"]["restrict_vocab"] == report["similarity"]["restrict_vocab"] == 30000
+    score, _ = vectors[1].evaluate_word_analogies(str(QUESTIONS), restrict_vocab=30000)
+    assert report["analogies"]["score"] == score
+
+
 @pytest.mark.parametrize("argv, message", [
     (["missing.bin", "--analogies", str(QUESTIONS)], "missing.bin: no such file"),
-    (["{vec}"], "give --analogies FILE and/or --similarity FILE"),
     (["{vec}", "--similarity", "nope.tsv"], "nope.tsv: No such file or directory"),
 ])
 def test_cli_user_errors(vectors_file, capsys, argv, message):
@@ -213,24 +221,12 @@ def test_cli_user_errors(vectors_file, capsys, argv, message):
 # --- hostile input: one line, exit 2, never a hang ----------------------------------------
 
 import os  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 from w2v import files  # noqa: E402
 
 
-@pytest.fixture
-def no_hang():
-    """Fail a test that blocks (on a FIFO, an endless file) instead of hanging the suite."""
-    def timeout(signum, frame):
-        raise TimeoutError("blocked for 20 s")
-
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture

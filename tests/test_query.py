@@ -108,23 +108,11 @@ def test_module_runs_as_a_program(vectors_file, tmp_path):
 # --- hostile input: clamp, bound, refuse; never hang, never a traceback ---------------------
 
 import os  # noqa: E402
-import signal  # noqa: E402
 import tracemalloc  # noqa: E402
 
 from w2v import formats  # noqa: E402
 
 
-@pytest.fixture
-def no_hang():
-    """Fail a test that blocks (on a FIFO, an endless file) instead of hanging the suite."""
-    def timeout(signum, frame):
-        raise TimeoutError("blocked for 20 s")
-
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 def one_line_error(capsys, message):

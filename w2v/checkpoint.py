@@ -6,24 +6,33 @@ sharding), the vocabulary, the resolved config and the position in training (a
 nothing is unpickled as code. Exported vectors are a separate, query-only format
 (``w2v.formats``).
 
-Writes go to a hidden temporary file (``.NAME.tmp-PID``) that is fsynced and renamed, and
-the folder is fsynced after the rename: a process killed at any moment leaves either the
-old file or the new one, never a partial file under a checkpoint's name. A run folder
-holds ``checkpoint.pt`` (written when training ends) and ``checkpoints/checkpoint-W.pt``
-(periodic and on SIGINT/SIGTERM; ``W`` is the corpus position in words, zero-padded so
-names sort in training order; the newest ``keep`` are kept).
+Writes go to a hidden temporary file named after its writer (:mod:`w2v.safefile`) that is
+fsynced and renamed, and the folder is fsynced after the rename: a process killed at any
+moment leaves either the old file or the new one, never a partial file under a
+checkpoint's name. A run folder holds ``checkpoint.pt`` (written the moment training
+ends, before evaluation and export) and ``checkpoints/checkpoint-W.pt`` (periodic and on
+SIGINT/SIGTERM; ``W`` is the corpus position in words, zero-padded so names sort in
+training order; the newest ``keep`` are kept).
+
+What a checkpoint holds is checked when it is read: a CRC-32 of each table, of the counts
+and of the words (computed block by block, so a 3M x 300 table costs no extra memory)
+catches bytes changed on disk, and the corpus record (its token count and a fingerprint
+of its token stream, :attr:`w2v.corpus.EncodedCorpus.fingerprint`) tells a resumed run
+whether it reads the same corpus.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from .embedding import join_shards, shard_sizes
+from .safefile import atomic_write, sweep
 
 FORMAT = "w2v-checkpoint-1"
 FINAL = "checkpoint.pt"  # written when training ends
@@ -41,40 +50,55 @@ _TRAJECTORY = (
 )
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not every platform opens folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` through a hidden temp file + fsync + rename + folder fsync."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
+    """``torch.save`` to ``path`` through a hidden temp file + fsync + rename + folder fsync.
+
+    Raises:
+        OSError: the write failed (a full disk...); nothing is left behind.
+    """
+    with atomic_write(path, "wb", fsync=True) as f:
+        try:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+        except RuntimeError as e:  # torch reports a failed write as its own error, with the OSError as context
+            cause = e.__context__
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+
+
+_CHECKSUMMED = ("input", "output", "counts", "words")
+_BLOCK = 1 << 24  # bytes hashed per call
+
+
+def checksum(value) -> str:
+    """A CRC-32 of a tensor's bytes, or of a list of words, as ``crc32:XXXXXXXX``.
+
+    A tensor is read through a byte view, block by block: no copy, whatever its size
+    (a 3M x 300 float32 table hashes at about 4 GB/s).
+
+    >>> checksum(torch.zeros(2, 3)), checksum(["<unk>", "the"])
+    ('crc32:a3c1ca20', 'crc32:c1ae22ca')
+    """
+    crc = 0
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        view = memoryview(flat)
+        for a in range(0, len(view), _BLOCK):
+            crc = zlib.crc32(view[a : a + _BLOCK], crc)
+    else:
+        crc = zlib.crc32("\n".join(value).encode("utf-8", "surrogatepass"))
+    return f"crc32:{crc:08x}"
 
 
 def _world(model) -> Tuple[int, int]:
     return getattr(model.input, "rank", 0), getattr(model.input, "world_size", 1)
 
 
-def save_checkpoint(path, model, vocab, config: Dict[str, Any], state: Dict[str, Any], tables=None) -> None:
+def save_checkpoint(
+    path, model, vocab, config: Dict[str, Any], state: Dict[str, Any], tables=None, corpus: Optional[Dict[str, Any]] = None
+) -> None:
     """Write a checkpoint.
 
     A model whose tables are spread over several processes writes this rank's shards and
@@ -87,6 +111,8 @@ def save_checkpoint(path, model, vocab, config: Dict[str, Any], state: Dict[str,
         config: the run's resolved config as a plain dict.
         state: where training stands (``TrainState.to_dict()``), plain values.
         tables: ``(input, output)`` whole tables already gathered, instead of the model's.
+        corpus: what identifies the corpus (``{"tokens": N, "fingerprint": ...}``), checked
+            by :func:`check_corpus` when a run resumes.
     """
     extra: Dict[str, Any] = {}
     rank, world = _world(model)
@@ -98,19 +124,20 @@ def save_checkpoint(path, model, vocab, config: Dict[str, Any], state: Dict[str,
         }
     elif tables is None:
         tables = model.input.weight, model.output.weight
-    atomic_torch_save(
-        {
-            "format": FORMAT,
-            **extra,
-            "input": tables[0].detach().cpu().clone(),
-            "output": tables[1].detach().cpu().clone(),
-            "words": list(vocab.index_to_key),
-            "counts": torch.as_tensor(vocab.counts),
-            "config": config,
-            "state": dict(state),
-        },
-        path,
-    )
+    ckpt = {
+        "format": FORMAT,
+        **extra,
+        "input": tables[0].detach().cpu().clone(),
+        "output": tables[1].detach().cpu().clone(),
+        "words": list(vocab.index_to_key),
+        "counts": torch.as_tensor(vocab.counts),
+        "config": config,
+        "state": dict(state),
+    }
+    if corpus is not None:
+        ckpt["corpus"] = dict(corpus)
+    ckpt["checksums"] = {name: checksum(ckpt[name]) for name in _CHECKSUMMED}
+    atomic_torch_save(ckpt, path)
 
 
 def rank_suffix(rank: int, world_size: int) -> str:
@@ -172,15 +199,51 @@ def _read(path: Path) -> Dict[str, Any]:
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, zipfile errors...
         raise ValueError(
             f"{path} is not a readable checkpoint ({type(e).__name__}); it may be truncated or corrupt: "
-            f"resume from an earlier one (the run's {FOLDER}/ folder keeps the last few)"
+            f"{_earlier_hint(path)}"
         ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a w2v checkpoint (format {FORMAT} expected)")
-    problem = _inconsistency(ckpt)
+    problem = _inconsistency(ckpt) or _bad_checksum(ckpt)
     if problem:
-        raise ValueError(f"{path} is a damaged checkpoint: {problem}; resume from an earlier one")
+        raise ValueError(f"{path} is a damaged checkpoint: {problem}; {_earlier_hint(path)}")
     ckpt["path"] = str(path)
     return ckpt
+
+
+def _bad_checksum(ckpt: Dict[str, Any]) -> Optional[str]:
+    """Which part no longer matches the checksum written with it, or ``None`` (also for a
+    checkpoint written before checksums were)."""
+    sums = ckpt.get("checksums")
+    if not isinstance(sums, dict):
+        return None
+    for name in _CHECKSUMMED:
+        if name in sums and checksum(ckpt[name]) != sums[name]:
+            what = {"input": "input table", "output": "output table"}.get(name, name)
+            return f"its {what} no longer matches the checksum written with it (bytes changed on disk)"
+    return None
+
+
+def _earlier(path: Path) -> Optional[Path]:
+    """The newest complete checkpoint of the same run that is older than ``path``, if any."""
+    m = _NAME.match(path.name)
+    if path.name == FINAL:
+        where, before = path.parent / FOLDER, None
+    elif m is not None:
+        where, before = path.parent, int(m.group(1))
+    else:
+        return None
+    found = {w: ranks for w, ranks in _periodic(where).items() if _complete(ranks) and (before is None or w < before)}
+    if not found:
+        return None
+    ranks = found[max(found)]
+    return ranks.get(-1, ranks.get(0))
+
+
+def _earlier_hint(path: Path) -> str:
+    earlier = _earlier(path)
+    if earlier is not None:
+        return f"resume from an earlier one, train.resume={earlier}"
+    return f"resume from an earlier one (the run's {FOLDER}/ folder keeps the last few)"
 
 
 _RANK_SUMS = ("epoch_pairs", "epoch_loss_sum", "epoch_loss_pairs")  # TrainState fields counted per rank
@@ -220,6 +283,7 @@ def load_checkpoint(path: str | os.PathLike, rank: int = 0, world_size: int = 1)
     for key in _RANK_SUMS:
         ckpt["state"][key] = 0 if rank else type(ckpt["state"][key])(sum(p["state"][key] for p in parts))
     del ckpt["shard"]
+    ckpt.pop("checksums", None)  # each part was verified; the joined tables are new values
     return ckpt
 
 
@@ -259,13 +323,15 @@ class CheckpointFolder:
         folder: where they go (created on the first save).
         keep: how many to keep; 0 keeps them all.
         rank, world_size: this process's place in the run.
+        corpus: the corpus record every checkpoint carries (see :func:`save_checkpoint`).
         replicated: every rank holds the same whole tables when a checkpoint is taken.
     """
 
     def __init__(
-        self, folder: str | os.PathLike, keep: int = 3, rank: int = 0, world_size: int = 1, replicated: bool = False
+        self, folder: str | os.PathLike, keep: int = 3, rank: int = 0, world_size: int = 1,
+        corpus: Optional[Dict[str, Any]] = None, replicated: bool = False,
     ) -> None:
-        self.folder, self.keep = Path(folder), keep
+        self.folder, self.keep, self.corpus = Path(folder), keep, corpus
         self.suffix = "" if replicated else rank_suffix(rank, world_size)
         self.writes = rank == 0 or not replicated
 
@@ -277,7 +343,7 @@ class CheckpointFolder:
         path = self.path(int(state["words"]))
         if self.writes:
             self.folder.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(path, model, vocab, config, state)
+            save_checkpoint(path, model, vocab, config, state, corpus=self.corpus)
             self.prune()
         return path
 
@@ -291,22 +357,7 @@ class CheckpointFolder:
         if self.keep:
             for old in self.checkpoints()[: -self.keep]:
                 old.unlink(missing_ok=True)
-        for tmp in self.folder.glob(f".{PREFIX}*.pt.tmp-*"):
-            pid = tmp.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _alive(int(pid)):
-                tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, but not ours to signal
-        return True
-    return True
+        sweep(self.folder)
 
 
 def restore_tables(model, ckpt: Dict[str, Any]) -> None:
@@ -332,6 +383,35 @@ def restore_tables(model, ckpt: Dict[str, Any]) -> None:
                 layer.shards[0].copy_(table)
             else:
                 layer.copy_table_(table)
+
+
+def check_corpus(ckpt: Dict[str, Any], tokens: int, fingerprint: str) -> Optional[str]:
+    """Check that a resumed run reads the corpus ``ckpt`` was trained on.
+
+    Args:
+        ckpt: from :func:`load_checkpoint`.
+        tokens, fingerprint: the run's corpus (:class:`~w2v.corpus.EncodedCorpus`).
+
+    Returns:
+        a warning line for a checkpoint written before corpus records were, else ``None``.
+        Another token count is left to the trainer, whose message names both counts.
+
+    Raises:
+        ValueError: the same number of tokens, but another content (the lines shuffled...).
+    """
+    where = ckpt.get("path", "the checkpoint")
+    record = ckpt.get("corpus")
+    if not isinstance(record, dict) or not record.get("fingerprint"):
+        return (
+            f"{where} was written by an older w2v, without a corpus fingerprint or checksums to check; "
+            "make sure data.corpus is the corpus it was trained on"
+        )
+    if record.get("tokens") == tokens and record["fingerprint"] != fingerprint:
+        raise ValueError(
+            f"train.resume: {where} was trained on another corpus of the same {tokens:,} tokens (its content "
+            "differs); resume with the data.corpus of the checkpoint's run, or start without train.resume"
+        )
+    return None
 
 
 def _get(config: Dict[str, Any], dotted: str):

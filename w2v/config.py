@@ -10,16 +10,29 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 PARTITION_STRATEGIES = ("mod", "div")
+
+
+def bundled(name: str) -> str:
+    """The path of a file shipped in the package's ``data/`` folder.
+
+    The defaults point here, so an installed package trains and evaluates from any working
+    directory; paths a user gives stay relative to the working directory.
+
+    >>> Path(bundled("wordsim353.tsv")).is_file()
+    True
+    """
+    return str(Path(__file__).resolve().parent / "data" / name)
 
 
 @dataclass
 class DataConfig:
     """Where the corpus is and how it becomes token ids."""
 
-    corpus: str = "data/enwiki-gutenberg-2m.txt.gz"  # file, folder, glob; .gz is read as gzip
+    corpus: str = bundled("enwiki-gutenberg-2m.txt.gz")  # file, folder, glob; .gz is read as gzip
     lowercase: bool = True
     token_pattern: str = r"[^\W\d_]+"  # a token is a run of letters (any script)
     min_count: int = 5
@@ -126,14 +139,18 @@ class ExportConfig:
 class EvalConfig:
     """What is measured and shown while and after training."""
 
-    analogies: Optional[str] = "data/questions-words.txt"  # None: skip
-    similarity: Optional[str] = "data/wordsim353.tsv"  # None: skip
-    restrict_vocab: int = 30000  # analogies over the most frequent words, as compute-accuracy; 0: all
+    analogies: Optional[str] = bundled("questions-words.txt")  # None: skip
+    similarity: Optional[str] = bundled("wordsim353.tsv")  # None: skip
+    # Analogies and similarity pairs over the most frequent words, as compute-accuracy; 0: all.
+    restrict_vocab: int = 30000
     every_epoch: bool = True  # scores, probe neighbours and the projector at each epoch end
     probe_words: List[str] = field(
         default_factory=lambda: ["king", "france", "london", "water", "good", "walked"]
     )
     topn: int = 8
+    # Probe neighbours among the most frequent words only (0: all): rare words' vectors are
+    # noisy and crowd the first screen of a small corpus (gensim's most_similar(restrict_vocab=)).
+    probe_vocab: int = 10000
     projector_words: int = 2000  # top words sent to TensorBoard's embedding projector; 0: none
 
 
@@ -324,6 +341,7 @@ RULES: Dict[str, Check] = {
     "eval.every_epoch": _boolean,
     "eval.probe_words": _words,
     "eval.topn": _integer(1),
+    "eval.probe_vocab": _integer(0, meaning=" (0: every word)"),
     "eval.projector_words": _integer(0, meaning=" (0: none)"),
 }
 

@@ -12,10 +12,14 @@ round differently from gensim's matrix-vector ones, so a question whose top cand
 within ``1e-5`` of each other is re-scored with gensim's own arithmetic; the answers
 then match gensim's question for question.
 
-Command line::
+Command line (``w2v-evaluate`` once installed)::
 
-    python -m w2v.evaluate vectors.bin --analogies data/questions-words.txt \\
-        --similarity data/wordsim353.tsv [--restrict-vocab 300000] [--json]
+    python -m w2v.evaluate vectors.bin                   # the bundled analogy and WordSim-353 sets
+    python -m w2v.evaluate vectors.bin --analogies my-questions.txt --similarity my-pairs.tsv \\
+        [--restrict-vocab 30000] [--json]
+
+``--restrict-vocab`` defaults to the value training evaluates with (``eval.restrict_vocab``),
+so both report the same score for the same vectors.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 
 from w2v import files
 from w2v.cli import USER_ERRORS, ArgumentParser, UsageError, fail, to_json, whole_number
+from w2v.config import EvalConfig
 from w2v.vectors import WordVectors, check_count, torch_device
 
 log = logging.getLogger(__name__)
@@ -60,7 +65,7 @@ def evaluate_word_analogies(
     Args:
         wv: the vectors.
         analogies: a file of ``: section`` lines and four-word questions
-            (``data/questions-words.txt``).
+            (the bundled ``w2v/data/questions-words.txt``).
         restrict_vocab: only the first this-many words answer or take part in questions.
         case_insensitive: compare upper-cased words.
         dummy4unknown: count questions with unknown words as wrong instead of skipping them.
@@ -205,7 +210,7 @@ def evaluate_word_pairs(
     Args:
         wv: the vectors.
         pairs: ``word1<delimiter>word2<delimiter>score`` lines; lines starting with ``#`` are
-            skipped (``data/wordsim353.tsv``).
+            skipped (the bundled ``w2v/data/wordsim353.tsv``).
         delimiter: the field separator.
         restrict_vocab: only the first this-many words count as known.
         case_insensitive: compare upper-cased words.
@@ -329,14 +334,16 @@ def _betacf(a: float, b: float, x: float, tiny: float = 1e-300) -> float:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m w2v.evaluate VECTORS --analogies FILE --similarity FILE [--json]``."""
+    """``python -m w2v.evaluate VECTORS [--analogies FILE] [--similarity FILE] [--json]``."""
+    defaults = EvalConfig()
     p = ArgumentParser(prog="python -m w2v.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("vectors", help="vectors file (.bin, .txt, .glove.txt, .npy, .pt)")
-    p.add_argument("--analogies", help="analogy questions, e.g. data/questions-words.txt")
-    p.add_argument("--similarity", help="word pairs with human scores, e.g. data/wordsim353.tsv")
+    p.add_argument("--analogies", help="analogy questions (default, with neither file: the bundled questions-words.txt)")
+    p.add_argument("--similarity", help="word pairs with human scores (default, with neither file: the bundled wordsim353.tsv)")
     p.add_argument("--format", help="vectors format when the suffix does not say (bin, txt, glove, npy, pt)")
-    p.add_argument("--restrict-vocab", type=whole_number(0, " (0: all)"), default=300000,
-                   help="only the first N words count (default 300000; 0: all)")
+    p.add_argument("--restrict-vocab", type=whole_number(0, " (0: all)"), default=defaults.restrict_vocab,
+                   help=f"only the first N words count (default {defaults.restrict_vocab}, as training's "
+                   "eval.restrict_vocab; 0: all)")
     p.add_argument("--case-sensitive", action="store_true", help="compare words as written (default: upper-cased)")
     p.add_argument("--dummy4unknown", action="store_true", help="count questions/pairs with unknown words as wrong/0")
     p.add_argument("--delimiter", default="\t", help="field separator of --similarity (default tab)")
@@ -346,9 +353,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = p.parse_args(argv)
     except UsageError as e:
         return fail(e)
-    if not (args.analogies or args.similarity):
-        return fail("give --analogies FILE and/or --similarity FILE "
-                    "(the bundled ones are data/questions-words.txt and data/wordsim353.tsv)")
+    if not (args.analogies or args.similarity):  # the sets training evaluates with
+        args.analogies, args.similarity = defaults.analogies, defaults.similarity
     try:
         torch_device(args.device, "--device")  # before the vectors are read
         wv = WordVectors.load(args.vectors, format=args.format)
@@ -394,8 +400,8 @@ def _text(report: dict) -> str:
                        f"{100 * s['accuracy']:>9.1f}%")
     if "similarity" in report:
         s = report["similarity"]
-        out += ["", f"similarity: {s['path']} ({s['pairs']} pairs scored, {s['oov']} with unknown words: "
-                    f"{s['oov_ratio']:.1f}%)"]
+        out += ["", f"similarity: {s['path']} (restrict_vocab={s['restrict_vocab']}; {s['pairs']} pairs scored, "
+                    f"{s['oov']} with unknown words: {s['oov_ratio']:.1f}%)"]
         for name in ("spearman", "pearson"):
             out.append(f"  {name:<9}{s[name]['statistic']:.4f}  (p = {s[name]['pvalue']:.3g})")
     return "\n".join(out)

@@ -11,8 +11,9 @@ separated by single spaces. GloVe text is the text form without the header.
 
 Big files are read without per-value Python work: binary rows are copied out of a
 memory map a chunk of rows at a time, text rows are parsed by :func:`numpy.fromstring`
-a chunk of lines at a time. Writes are atomic: a temporary file in the target's folder,
-then :func:`os.replace`, so an error never leaves a partial file behind.
+a chunk of lines at a time. Writes are atomic (:func:`w2v.safefile.atomic_write`): a
+temporary file in the target's folder, named after the process that writes it, then
+:func:`os.replace`, so an error never leaves a partial file behind.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ import logging
 import mmap
 import os
 import re
-import uuid
 import warnings
 from pathlib import Path
-from typing import IO, Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from . import files
+from .safefile import atomic_write  # noqa: F401  (part of this module's interface)
 from .vocab import read_word_counts
 
 log = logging.getLogger(__name__)
@@ -100,23 +101,6 @@ def write_vectors(path, words: Sequence[str], vectors: np.ndarray, format=None, 
         write_npy(path, words, vectors, counts)
     else:
         write_torch(path, words, vectors, counts)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file next to ``path``; on success rename it over ``path``, on error delete it."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, mode.replace("w", "x"), encoding=None if "b" in mode else "utf-8") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # --- word2vec binary / text, GloVe -------------------------------------------------------

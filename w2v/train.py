@@ -7,35 +7,78 @@ returning the run's metrics, so tests and notebooks call it without a command li
 While training, SIGINT (Ctrl-C) and SIGTERM stop the run at the next chunk boundary
 after saving a checkpoint (:class:`~w2v.trainer.TrainingInterrupted`); the command line
 then exits with 130 or 143. A second signal aborts at once. ``train.resume`` continues
-from a checkpoint file or a run folder, exactly where it stopped.
+from a checkpoint file or a run folder, exactly where it stopped; on the command line, in
+that run folder.
+
+Nothing trained is lost (:mod:`w2v.stopping`): the moment training ends the tables go to
+``checkpoint.pt`` (elsewhere, with a warning, when the run folder has no room), before
+evaluation, projector and export; a signal or a failed write after that names the file,
+and ``train.resume`` on a finished run only evaluates and exports. A run folder is held
+by one run at a time (:mod:`w2v.runlock`).
+
+What the run prints also goes to the ``w2v.train`` logger, which the command line keeps in
+the run folder's ``train.log``. The configuration ships inside the package (``w2v/conf``);
+the command line's overrides are checked by :mod:`w2v.overrides` before Hydra runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
+import os
+import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import parallel
+from . import parallel, runlock
 from .budget import check_run
-from .checkpoint import FINAL, FOLDER, CheckpointFolder, check_resumable, load_checkpoint, restore_tables, save_checkpoint
+from .checkpoint import (
+    FINAL, FOLDER, CheckpointFolder, check_corpus, check_resumable, load_checkpoint, restore_tables, save_checkpoint,
+)
 from .config import parse_device, register_configs, validate
 from .corpus import Tokenizer, load_corpus, resolve_corpus
 from .model import SkipGramNS
+from .runlock import RunLock
+from .safefile import atomic_write, reason, sweep
+from .stopping import FinishingInterrupted, RunSignals
 from .strategies import sharded_tables
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
 from .vocab import Vocab
+
+log = logging.getLogger("w2v.train")  # by name: run as ``python -m``, __name__ is __main__
+
+
+def _say(text: str, err: bool = False, level: int = logging.INFO, bar=None) -> None:
+    """Print a line of the run (notes and warnings on stderr) and keep it in the log, if any.
+
+    The command line logs ``w2v.train`` to the run folder's ``train.log`` alone; without a
+    handler (a script calling :func:`train`) the line is printed once, not again by
+    ``logging``'s last resort.
+
+    Args:
+        bar: a tqdm bar to print above, so that the line does not break it.
+    """
+    stream = sys.stderr if err else sys.stdout
+    if bar is not None:
+        bar.write(text, file=stream)
+    else:
+        print(text, file=stream)
+    if log.hasHandlers():
+        log.log(level, text)
+
+
+def _quiet(*args, **kwargs) -> None:
+    """What ranks other than 0 say: nothing."""
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -75,6 +118,22 @@ def _data_file(path: Optional[str]) -> Optional[Path]:
         raise FileNotFoundError(f"evaluation file not found: {path}; fix the eval.* path or set it to null")
 
 
+# Corpora that configs name but the package does not ship, and where each comes from.
+_NOT_SHIPPED = {
+    "text8": "fetch it with scripts/download_text8.sh (in the w2v repository), or set data.corpus to a copy",
+    "enwiki-gutenberg-20m.txt.gz": "+experiment=enwiki20m runs only where the 20M-word benchmark corpus is "
+    "(see docs/benchmarks.md); set data.corpus to a copy",
+}
+
+
+def _load_corpus(data, tokenizer: Tokenizer, warn=None):
+    """:func:`~w2v.corpus.load_corpus`; a missing corpus that a config names says where it comes from."""
+    path = Path(data.corpus).expanduser()
+    if path.name in _NOT_SHIPPED and not path.exists():
+        raise FileNotFoundError(f"corpus not found: {data.corpus}; {_NOT_SHIPPED[path.name]}")
+    return load_corpus(data.corpus, tokenizer, cache=data.cache, cache_dir=data.cache_dir, warn=warn)
+
+
 def _writable(folder: Path, key: str) -> Path:
     """Create ``folder`` if needed and check that files can be written in it."""
     try:
@@ -86,30 +145,81 @@ def _writable(folder: Path, key: str) -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def _stop_on_signals(trainer: Trainer):
-    """SIGINT and SIGTERM ask ``trainer`` to checkpoint and stop at the next chunk boundary.
+def _claim_folders(cfg, output_dir, main: bool, world: int) -> Tuple[Path, Path, Optional[RunLock]]:
+    """The run folder (rank 0's for every rank), held by rank 0 alone, and the export folder.
 
-    The first signal puts the previous handlers back, so a second one aborts at once
-    (Ctrl-C: ``KeyboardInterrupt``). Outside the main thread nothing is installed.
+    Raises:
+        ValueError: a folder is not writable, or another live run holds the run folder.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-
-    def handler(signum, frame) -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        trainer.request_stop(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
+    lock, problem = None, None
+    if main:
+        try:
+            lock = RunLock(_writable(Path(output_dir), "hydra.run.dir"))
+        except ValueError as e:
+            problem = str(e)
+    if world > 1:  # every rank writes into rank 0's run folder, and stops with it
+        shared = [str(output_dir), problem]
+        dist.broadcast_object_list(shared, src=0)
+        output_dir, problem = shared
+    if problem:
+        raise ValueError(problem)
     try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        out = _writable(Path(output_dir), "hydra.run.dir")
+        export_dir = _writable(Path(cfg.export.dir), "export.dir") if cfg.export.dir else out
+    except ValueError:
+        if lock is not None:
+            lock.release()
+        raise
+    if main:  # what killed runs left: temp files of exports and checkpoints
+        for folder in (out, out / FOLDER, export_dir):
+            sweep(folder)
+    return out, export_dir, lock
+
+
+def _spare_folders(out: Path, export_dir: Path) -> List[Path]:
+    """Where the trained tables go when the run folder has no room: beside the vectors, else $TMPDIR."""
+    return [export_dir, Path(tempfile.gettempdir()) / f"w2v-saved-{out.name}-{os.getpid()}"]
+
+
+def _save_somewhere(name: str, write: Callable[[Path], None], folders: List[Path]) -> Tuple[Optional[Path], List[str]]:
+    """``write(folder / name)`` into the first of ``folders`` that takes it.
+
+    Returns:
+        the path written (``None``: none took it), and why each folder tried before refused.
+    """
+    refused = []
+    for folder in dict.fromkeys(folders):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write(folder / name)
+            return folder / name, refused
+        except OSError as e:
+            refused.append(f"{folder} ({reason(e)})")
+    return None, refused
+
+
+class _Guarded:
+    """A TensorBoard writer whose failure to write (a full disk) is one warning, not the end of the run."""
+
+    def __init__(self, writer, folder: Path, note: Callable[[str], None]) -> None:
+        self._writer, self._folder, self._note, self._failed = writer, folder, note, False
+
+    def __getattr__(self, name):
+        method = getattr(self._writer, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            if self._failed:
+                return None
+            try:
+                return method(*args, **kwargs)
+            except OSError as e:
+                self._failed = True
+                self._note(f"warning: TensorBoard logging stopped: cannot write into {self._folder} ({reason(e)})")
+                return None
+
+        return call
 
 
 @contextlib.contextmanager
@@ -132,7 +242,11 @@ class _NoWriter:
 
 
 class _Monitor:
-    """tqdm bar and TensorBoard scalars fed by the trainer's progress callback."""
+    """tqdm bar and TensorBoard scalars fed by the trainer's progress callback.
+
+    Words/s count training time only: each epoch restarts the clocks, so the evaluation
+    between epochs does not slow the figures down, and each epoch's end fills the bar.
+    """
 
     def __init__(self, total_words: int, epoch_words: int, writer, show: bool, start: int = 0) -> None:
         from tqdm.auto import tqdm
@@ -145,6 +259,8 @@ class _Monitor:
 
     def for_epoch(self, epoch: int):
         base = epoch * self.epoch_words
+        self.bar.unpause()  # the time since the last update (evaluation) is not training
+        self.last = (time.perf_counter(), max(base, self.bar.n))
 
         def report(words: int, stats, loss: float) -> None:
             done = base + words
@@ -161,9 +277,13 @@ class _Monitor:
 
         return report
 
-    def note(self, text: str) -> None:
-        """A line on stderr that does not break the bar."""
-        self.bar.write(text, file=sys.stderr)
+    def end_epoch(self, epoch: int) -> None:
+        """Fill the bar to the epoch's end (the last report comes up to half a second earlier)."""
+        self.bar.update(max((epoch + 1) * self.epoch_words - self.bar.n, 0))
+
+    def say(self, text: str, err: bool = False) -> None:
+        """A line of the run (see :func:`_say`) that does not break the bar."""
+        _say(text, err=err, bar=self.bar)
 
     def close(self) -> None:
         self.bar.close()
@@ -172,54 +292,75 @@ class _Monitor:
 def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     """Run the whole pipeline and write the outputs into ``output_dir``.
 
-    Writes ``vocab.txt``, ``vectors.bin``/``vectors.txt`` (per ``export.formats``, into
-    ``export.dir`` if set), ``checkpoint.pt``, ``metrics.json``, TensorBoard events under
-    ``tb/`` and, when ``train.checkpoint_every_*`` asks or a signal stops the run,
-    ``checkpoints/checkpoint-W.pt``.
+    Writes ``vocab.txt``, ``checkpoint.pt`` (the moment training ends, before anything
+    else), ``vectors.bin``/``vectors.txt`` (per ``export.formats``, into ``export.dir`` if
+    set), ``metrics.json``, TensorBoard events under ``tb/`` and, when
+    ``train.checkpoint_every_*`` asks or a signal stops the run, ``checkpoints/checkpoint-W.pt``.
+    The run folder is held by this run until it returns.
 
     Returns:
         metrics: words/s, final loss, evaluation scores, vocabulary size...
 
     Raises:
-        ValueError, FileNotFoundError: a user mistake; the message names the fix.
+        ValueError, FileNotFoundError: a user mistake, or a folder without room; the
+            message names the fix (and where the trained tables are, once trained).
         TrainingDiverged: the loss became NaN or infinite (the message names the last good
             checkpoint).
-        TrainingInterrupted: SIGINT or SIGTERM; its ``checkpoint`` attribute is the file saved.
+        TrainingInterrupted: SIGINT or SIGTERM while training; its ``checkpoint`` attribute
+            is the file saved (``None`` when none could be; ``unsaved`` then says why).
+        FinishingInterrupted: SIGINT or SIGTERM after training; its ``checkpoint`` holds the
+            trained tables.
     """
-    from .evaluate import evaluate_word_analogies, evaluate_word_pairs
-    from .vectors import WordVectors
-
+    run_started = time.perf_counter()
     validate(cfg)
+    tensorboard = _import_in_background("torch.utils.tensorboard")  # 0.1-0.4 s, while the corpus loads
     logging.getLogger("w2v.evaluate").setLevel(logging.WARNING)  # the run prints its own summary
     device = parallel.local_device(resolve_device(cfg.train.device))
     # Under torchrun: join the other processes. Rank 0 alone prints, logs and writes files.
     parallel.init_from_env(device, cfg.train.dist_timeout_seconds)
     rank, world = parallel.rank_and_size()
     check_run(cfg, device, world)  # what the settings will allocate, before allocating it
-    main = rank == 0
-    say = print if main else (lambda *args, **kwargs: None)
-    if world > 1:  # every rank's periodic checkpoints go to rank 0's run folder
-        folder = [str(output_dir)]
-        dist.broadcast_object_list(folder, src=0)
-        output_dir = folder[0]
     analogies, similarity = _data_file(cfg.eval.analogies), _data_file(cfg.eval.similarity)
-    out = _writable(Path(output_dir), "hydra.run.dir")
-    export_dir = _writable(Path(cfg.export.dir), "export.dir") if cfg.export.dir else out
+    out, export_dir, lock = _claim_folders(cfg, output_dir, rank == 0, world)
+    with contextlib.ExitStack() as held:  # the run folder's lock, the signal handlers: released on return
+        if lock is not None:
+            held.callback(lock.release)
+        return _train(cfg, out, export_dir, device, rank, world, analogies, similarity, held, tensorboard, run_started)
+
+
+def _train(
+    cfg, out: Path, export_dir: Path, device, rank: int, world: int, analogies, similarity, held, tensorboard, run_started,
+) -> Dict[str, Any]:
+    """:func:`train` once its folders are claimed; ``held`` releases what it installs when the run ends."""
+    from .evaluate import evaluate_word_analogies, evaluate_word_pairs
+    from .vectors import WordVectors
+
+    main = rank == 0
+    say = _say if main else _quiet
     config = _plain(cfg)
     ckpt = None
     if cfg.train.resume:  # before the corpus: a bad checkpoint fails fast
         ckpt = load_checkpoint(cfg.train.resume, rank, world)
         for change in check_resumable(ckpt, config):
-            say(f"warning: resuming with {change}; the result will differ from an uninterrupted run", file=sys.stderr)
+            say(
+                f"warning: resuming with {change}; the result will differ from an uninterrupted run",
+                err=True, level=logging.WARNING,
+            )
     torch.manual_seed(cfg.train.seed)
 
     tokenizer = Tokenizer(cfg.data.token_pattern, cfg.data.lowercase)
     started = time.perf_counter()
     with _one_encoder(world, main):
-        corpus = load_corpus(cfg.data.corpus, tokenizer, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
+        corpus = _load_corpus(cfg.data, tokenizer, warn=lambda text: say(f"warning: {text}", err=True))
     if corpus.bad_bytes:
-        say(f"warning: {corpus.bad_bytes} bytes of the corpus were not valid UTF-8 and were read as U+FFFD", file=sys.stderr)
+        say(
+            f"warning: {corpus.bad_bytes} bytes of the corpus were not valid UTF-8 and were read as U+FFFD",
+            err=True, level=logging.WARNING,
+        )
     if ckpt is not None:  # the vocabulary comes from the checkpoint
+        older = check_corpus(ckpt, len(corpus), corpus.fingerprint)
+        if older:
+            say(f"warning: {older}", err=True)
         vocab = Vocab(ckpt["words"], ckpt["counts"].tolist())
     else:
         vocab = Vocab.from_counts(zip(corpus.types, corpus.counts.tolist()), cfg.data.min_count, cfg.data.max_vocab_size)
@@ -236,14 +377,14 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         f"corpus: {len(corpus):,} tokens, {len(corpus.types):,} types; vocabulary: {len(vocab):,} words "
         f"(min_count={cfg.data.min_count}, <unk> absorbs {vocab.counts[0]:,} tokens); "
         f"device: {device}" + (f" x {world} processes" if world > 1 else "") + f"; prepared in {time.perf_counter() - started:.1f}s",
-        file=sys.stderr,
+        err=True,
     )
 
     model = SkipGramNS(
         len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=sharded
     )
     trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, device)
-    say(f"step: {trainer.strategy.describe()}", file=sys.stderr)
+    say(f"step: {trainer.strategy.describe()}", err=True)
     start: Optional[TrainState] = None
     resumed_from = None
     if ckpt is not None:
@@ -251,16 +392,34 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         trainer.check_start(start)
         restore_tables(model, ckpt)
         resumed_from = ckpt["path"]
-        say(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", file=sys.stderr)
+        if start.epoch >= cfg.train.epochs:
+            say(f"resuming from {resumed_from}: training ended there ({start.epoch} epochs); evaluating and exporting only",
+                err=True)
+        else:
+            say(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", err=True)
         del ckpt  # the tables are in the model now
     else:
         model.reset_parameters(torch.Generator().manual_seed(cfg.train.seed))
 
-    from torch.utils.tensorboard import SummaryWriter
+    if main:
+        try:
+            vocab.save(out / "vocab.txt")
+        except OSError as e:  # nothing trained yet: nothing lost
+            raise ValueError(
+                f"cannot write into hydra.run.dir={out} ({reason(e)}); free space there or choose another hydra.run.dir"
+            ) from None
+    writer = _NoWriter()
+
+    def note(text: str) -> None:
+        """A line on stderr from rank 0, clear of the progress bar."""
+        if main:
+            monitor.say(text, err=True)
 
     if main:
-        vocab.save(out / "vocab.txt")
-    writer = SummaryWriter(str(out / "tb")) if main else _NoWriter()
+        try:
+            writer = _Guarded(tensorboard.result().SummaryWriter(str(out / "tb")), out / "tb", note)
+        except OSError as e:
+            say(f"warning: no TensorBoard logging: cannot write into {out / 'tb'} ({reason(e)})", err=True)
     monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, start.words if start else 0)
     metrics: Dict[str, Any] = {
         "vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device), "step": trainer.strategy.name,
@@ -269,13 +428,39 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         metrics["processes"] = world
     if resumed_from:
         metrics["resumed_from"] = resumed_from
-    checkpoints = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world, replicated=not sharded)
+    record = {"tokens": len(corpus), "fingerprint": corpus.fingerprint}
+    checkpoints = CheckpointFolder(
+        out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record, replicated=not sharded
+    )
     saved: list = []
+    unsaved: list = []  # why the checkpoint of a stop could not be written
 
     def save(state: TrainState) -> None:
-        saved.append(checkpoints.save(model, vocab, config, state.to_dict()))
-        if main:
-            monitor.note(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)")
+        """A periodic checkpoint, or a stop's; a full disk is a warning, and a stop's state is kept elsewhere."""
+        try:
+            path = checkpoints.save(model, vocab, config, state.to_dict())
+        except OSError as e:
+            refused, path = [f"{checkpoints.folder} ({reason(e)})"], None
+            stopping = signals.received is not None
+            if stopping and world == 1:  # a stop: this state must be kept somewhere
+                path, more = _save_somewhere(
+                    checkpoints.path(state.words).name,
+                    lambda p: save_checkpoint(p, model, vocab, config, state.to_dict(), corpus=record),
+                    [f / FOLDER for f in _spare_folders(out, export_dir) if f / FOLDER != checkpoints.folder],
+                )
+                refused += more
+            if path is None:
+                if stopping:
+                    unsaved.append("; ".join(refused))
+                else:
+                    note(
+                        f"warning: no checkpoint at {state.words:,} words: cannot write into {'; '.join(refused)}; "
+                        "training goes on (free space there)" + (f"; the last saved is {saved[-1]}" if saved else "")
+                    )
+                return
+            note(f"warning: cannot write into {refused[0]}; the checkpoint goes to {path} instead")
+        saved.append(path)
+        note(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)")
 
     def tables():
         """Both whole tables on rank 0 (``None`` elsewhere): a collective over several processes."""
@@ -285,7 +470,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
             return model.input.full_table(dst=0), model.output.full_table(dst=0)
 
     def vectors(table) -> WordVectors:
-        return WordVectors(vocab.index_to_key, table.cpu().numpy())
+        return WordVectors(vocab.index_to_key, table.cpu().numpy(), counts=vocab.counts)
 
     warned: list = []
 
@@ -296,23 +481,24 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
                 score, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab or None)
                 scores["analogy"] = float(score)
             if similarity is not None:
-                _, spearman, oov = evaluate_word_pairs(wv, similarity)
+                _, spearman, oov = evaluate_word_pairs(wv, similarity, restrict_vocab=cfg.eval.restrict_vocab or None)
                 scores["ws353_spearman"] = float(spearman[0])
-                scores["ws353_oov"] = float(oov)
+                scores["ws353_oov_pct"] = float(oov)
         except ValueError as e:
             if not warned:
-                print(f"warning: evaluation skipped: {e}", file=sys.stderr)
+                monitor.say(f"warning: evaluation skipped: {e}", err=True)
                 warned.append(True)
         for name, value in scores.items():
             writer.add_scalar(f"eval/{name}", value, step)
         return scores
 
     def probes(wv: WordVectors, step: int) -> str:
+        """Each probe word's neighbours among the frequent words (as analogies are scored)."""
         lines = []
         for word in cfg.eval.probe_words:
             if word in wv:
-                near = ", ".join(f"{w} {s:.2f}" for w, s in wv.most_similar(word, topn=cfg.eval.topn))
-                lines.append(f"{word}: {near}")
+                near = wv.most_similar(word, topn=cfg.eval.topn, restrict_vocab=cfg.eval.probe_vocab or None)
+                lines.append(f"{word}: " + ", ".join(f"{w} {s:.2f}" for w, s in near))
         text = "\n".join(lines)
         if text:
             writer.add_text("neighbours", text.replace("\n", "  \n"), step)
@@ -325,6 +511,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
 
     def on_epoch_end(epoch: int, result) -> None:
         step = (epoch + 1) * len(corpus)
+        monitor.end_epoch(epoch)
         if not cfg.eval.every_epoch or epoch + 1 == cfg.train.epochs:
             return
         table = tables()[0]
@@ -334,24 +521,24 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         scores = evaluate(wv, step)
         probes(wv, step)
         projector(wv, step)
-        monitor.bar.write(
-            f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s"
-            + "".join(f", {k} {v:.4f}" for k, v in scores.items())
-        )
+        monitor.say(f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s" + _scores(scores, ", "))
 
+    signals = held.enter_context(RunSignals(trainer))
     try:
-        with _stop_on_signals(trainer):
-            result = trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=save, start=start)
+        result = trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=save, start=start)
     except BaseException as e:
         monitor.close()
         writer.close()
         if isinstance(e, TrainingInterrupted):
-            e.checkpoint = saved[-1]
+            e.checkpoint = saved[-1] if saved and not unsaved else None
+            e.unsaved = unsaved[-1] if unsaved else None  # why no checkpoint of the stop could be written
+            e.last = saved[-1] if saved else resumed_from  # then, the latest one there is
         if isinstance(e, TrainingDiverged):
             last = saved[-1] if saved else resumed_from
             hint = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
             raise TrainingDiverged(f"{e}; {hint}") from None
         raise
+    signals.hold()  # from here a signal waits until the trained tables are on disk
     monitor.close()
 
     if world > 1:  # what the ranks' exchanges cost
@@ -361,6 +548,12 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         writer.close()
         parallel.shutdown()
         return {**metrics, "words_per_sec": result.words_per_sec, "loss": result.loss}
+    kept = _keep_trained(out, export_dir, resumed_from, result.words, saved, lambda path: save_checkpoint(
+        path, model, vocab, config, trainer.state.to_dict(), tables=final, corpus=record
+    ))
+    signals.finish(str(kept), "evaluating")
+    finish = f"train.resume={kept.parent if kept.name == FINAL else kept}"
+
     wv = vectors(final[0])
     final_step = cfg.train.epochs * len(corpus)
     metrics.update(
@@ -369,29 +562,99 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
         loss=result.loss,
         epoch_losses=result.epoch_losses,
     )
-    metrics.update(evaluate(wv, final_step))
+    scores = evaluate(wv, final_step)
+    metrics.update(scores)
     neighbours = probes(wv, final_step)
+    signals.now("writing the projector")
     projector(wv, final_step)
     writer.close()
 
     for fmt in cfg.export.formats:
-        if fmt in ("bin", "txt"):
-            wv.save_word2vec_format(export_dir / f"vectors.{fmt}", binary=fmt == "bin")
-        else:
-            wv.save(export_dir / f"vectors.{fmt}")
-    if cfg.export.checkpoint:
-        save_checkpoint(out / FINAL, model, vocab, config, trainer.state.to_dict(), tables=final)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        signals.now(f"exporting vectors.{fmt}")
+        try:
+            if fmt in ("bin", "txt"):
+                wv.save_word2vec_format(export_dir / f"vectors.{fmt}", binary=fmt == "bin")
+            else:
+                wv.save(export_dir / f"vectors.{fmt}")
+        except OSError as e:  # the trained tables are safe in `kept`: say so
+            raise ValueError(
+                f"cannot write vectors.{fmt} into {export_dir} ({reason(e)}); free space there or set export.dir "
+                f"to a folder with room, then finish with {finish} (training is skipped): the trained tables "
+                f"are saved in {kept}"
+            ) from None
+    metrics["run_seconds"] = time.perf_counter() - run_started
+    signals.now("writing metrics.json")
+    try:
+        with atomic_write(out / "metrics.json", "w") as f:
+            f.write(json.dumps(metrics, indent=2))
+    except OSError as e:
+        raise ValueError(
+            f"cannot write metrics.json into {out} ({reason(e)}); the vectors are written (in {export_dir}) and "
+            f"the trained tables saved in {kept}; free space there and finish with {finish}"
+        ) from None
+    if not cfg.export.checkpoint and str(kept) != resumed_from:
+        kept.unlink(missing_ok=True)  # asked for vectors only; it was kept until they were written
 
-    print(
-        f"trained {result.words:,} words in {result.seconds:.1f}s ({result.words_per_sec:,.0f} words/s), final loss {result.loss:.4f}"
-        + "".join(f", {k} {metrics[k]:.4f}" for k in ("analogy", "ws353_spearman") if k in metrics)
-    )
+    if result.words:
+        _say(
+            f"trained {result.words:,} words in {result.seconds:.1f}s ({result.words_per_sec:,.0f} words/s), "
+            f"final loss {result.loss:.4f}; the run took {metrics['run_seconds']:.1f}s"
+        )
+    else:
+        _say(f"training had ended in {resumed_from}: evaluated and exported only; final loss {result.loss:.4f}")
+    if scores:
+        _say(f"evaluation (eval.restrict_vocab={cfg.eval.restrict_vocab}): " + _scores(scores))
     if neighbours:
-        print("nearest neighbours:\n" + neighbours)
-    print(f"outputs in {out}")
+        among = min(cfg.eval.probe_vocab or len(vocab), len(vocab))
+        _say(f"nearest neighbours (among the {among:,} most frequent words):\n" + neighbours)
+    missing = [word for word in cfg.eval.probe_words if word not in wv]
+    if missing:
+        _say(f"probe words not in the vocabulary: {', '.join(missing)} (eval.probe_words)")
+    _say(f"outputs in {out}")
     parallel.shutdown()
     return metrics
+
+
+def _import_in_background(name: str) -> Future:
+    """Import module ``name`` on a thread; the future's ``result()`` is the module."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="w2v-import")
+    future = pool.submit(importlib.import_module, name)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _scores(scores: Dict[str, float], lead: str = "") -> str:
+    """Evaluation scores with their units: ``analogy 17.84%, ws353_spearman 0.5150, ws353_oov 12.7%``."""
+    shown = []
+    for name, value in scores.items():
+        if name == "analogy":
+            shown.append(f"analogy {100 * value:.2f}%")
+        elif name.endswith("_pct"):
+            shown.append(f"{name[:-4]} {value:.1f}%")
+        else:
+            shown.append(f"{name} {value:.4f}")
+    return lead + ", ".join(shown) if shown else ""
+
+
+def _keep_trained(out: Path, export_dir: Path, resumed_from, trained_words: int, saved: list, write) -> Path:
+    """Write the trained tables as ``checkpoint.pt``: into the run folder, else a spare folder.
+
+    Returns:
+        the file (the checkpoint resumed from, when it is this folder's and nothing was trained).
+
+    Raises:
+        ValueError: no folder took it; the message names the last checkpoint saved.
+    """
+    if not trained_words and resumed_from and Path(resumed_from) == out / FINAL:
+        return Path(resumed_from)  # already here, whole
+    path, refused = _save_somewhere(FINAL, write, [out, *_spare_folders(out, export_dir)])
+    if path is None:
+        last = saved[-1] if saved else resumed_from
+        then = f"resume from the last checkpoint, train.resume={last}" if last else "train again"
+        raise ValueError(f"cannot save the trained tables: no room in {'; '.join(refused)}; free space, then {then}")
+    if refused:
+        _say(f"warning: cannot write {FINAL} into {refused[0]}; the trained tables are saved in {path} instead", err=True)
+    return path
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, TrainingDiverged)
@@ -407,41 +670,107 @@ def _terminate(signum, frame) -> None:
     raise _Terminated()
 
 
+def _discard_if_unused(folder: Path, parents: bool) -> None:
+    """Remove a run folder that holds only what Hydra wrote before the run (``.hydra``, the log) and its lock.
+
+    A run that fails before training so leaves nothing behind; a folder with anything of
+    the run's own (TensorBoard events, checkpoints) stays, its ``train.log`` saying why the
+    run stopped. With ``parents`` (Hydra's own ``outputs/DATE/TIME``), the empty folders
+    above it inside the working directory go too.
+    """
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    if not all(name in (".hydra", runlock.NAME) or name.endswith(".log") for name in entries):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    here = Path.cwd()
+    for parent in Path(folder).absolute().parents if parents else ():
+        if parent == here or here not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty
+            break
+
+
+def _stop(status: int, line: Optional[str]) -> None:
+    """End a failed run with ``status``: ``line`` on stderr and in the log; an unused folder goes."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if line is not None:
+        _say(line, err=True, level=logging.ERROR)
+    hydra = HydraConfig.get()
+    chosen = any(o.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for o in hydra.overrides.hydra)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 owns the folder
+        _discard_if_unused(Path(hydra.runtime.output_dir), parents=not chosen)
+    sys.exit(status)
+
+
+def _one_line(e: BaseException) -> str:
+    return "error: " + " ".join(str(e).split())
+
+
+def _saved(stop: TrainingInterrupted, world: int) -> str:
+    """What a stop saved, and how to continue from it."""
+    if stop.checkpoint is None:
+        then = f"continue from the last one with train.resume={stop.last}" if stop.last else "start again"
+        return f"no checkpoint could be written ({stop.unsaved}); free space, then {then}"
+    # Over several processes every rank saved its own file; the run folder names them all.
+    where = stop.checkpoint if world == 1 else Path(stop.checkpoint).parent.parent
+    return f"checkpoint saved to {stop.checkpoint}; continue with train.resume={where}"
+
+
 def main() -> None:
+    """``w2v-train`` and ``python -m w2v.train``: Hydra's command line over :func:`train`."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    register_configs()
+    from .overrides import check_overrides, resume_in_place
 
-    @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+    register_configs()
+    try:  # Hydra's own reports of a bad override are many lines and exit status 1
+        check_overrides(sys.argv[1:])
+        sys.argv[1:] = resume_in_place(sys.argv[1:])
+    except ValueError as e:
+        print(_one_line(e), file=sys.stderr)
+        sys.exit(2)
+
+    # The package's own conf/, by its full path: found the same way as python -m w2v.train
+    # and as the installed w2v-train (for which Hydra would look for a module w2v.conf).
+    @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="config")
     def run(cfg) -> Optional[float]:
+        out = Path(HydraConfig.get().runtime.output_dir)
         signal.signal(signal.SIGTERM, _terminate)
         try:
-            metrics = train(cfg, HydraConfig.get().runtime.output_dir)
+            metrics = train(cfg, out)
         except USER_ERRORS as e:
-            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-            sys.exit(2)
+            _stop(2, _one_line(e))
         except parallel.PeerFailure as e:
-            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-            sys.exit(PEER_FAILURE_EXIT)
+            _stop(PEER_FAILURE_EXIT, _one_line(e))
         except TrainingInterrupted as e:
             by = signal.Signals(e.signum).name if e.signum else "request"
             rank, world = parallel.rank_and_size()
-            # Over several processes every rank saved its own file; the run folder names them all.
-            where = e.checkpoint if world == 1 else Path(e.checkpoint).parent.parent
-            if rank == 0:
-                print(
-                    f"stopped by {by} at epoch {e.state.epoch + 1}, {e.state.words:,} words; "
-                    f"checkpoint saved to {e.checkpoint}; continue with train.resume={where}",
-                    file=sys.stderr,
+            line = f"stopped by {by} at epoch {e.state.epoch + 1}, {e.state.words:,} words; {_saved(e, world)}"
+            _stop(128 + e.signum, line if rank == 0 else None)
+        except FinishingInterrupted as e:
+            line = None
+            if e.checkpoint:  # rank 0: the others write nothing after training
+                folder = Path(e.checkpoint).parent if Path(e.checkpoint).name == FINAL else e.checkpoint
+                line = (
+                    f"stopped by {signal.Signals(e.signum).name} while {e.doing}, after training ended; the trained "
+                    f"tables are saved in {e.checkpoint}; finish with train.resume={folder} (training is skipped: "
+                    "it only evaluates and exports)"
                 )
-            sys.exit(128 + e.signum)
+            _stop(128 + e.signum, line)
         except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
-            sys.exit(130)
+            _stop(130, "error: interrupted")
         except _Terminated:
-            print("error: terminated", file=sys.stderr)
-            sys.exit(128 + signal.SIGTERM)
+            _stop(128 + signal.SIGTERM, "error: terminated")
+        except BaseException:
+            log.exception("the run failed")  # a bug: the traceback goes to stderr and to train.log
+            raise
         return metrics.get("analogy")  # what a sweeper would optimise
 
     run()

@@ -9,10 +9,11 @@ word2vec's ``-save-vocab``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
+
+from .safefile import atomic_write
 
 UNK = "<unk>"
 UNK_ID = 0
@@ -104,12 +105,9 @@ class Vocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``word count`` lines in id order (atomically: temp file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_write(path, "w") as f:
             for word, count in zip(self.index_to_key, self.counts.tolist()):
                 f.write(f"{word} {count}\n")
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
