@@ -79,8 +79,10 @@ def test_torchrun_two_ranks_learn_as_well_as_one_and_write_the_same_files(plante
     np.testing.assert_allclose(ckpt["input"].numpy(), two_wv.vectors, rtol=0, atol=1e-5)  # text rounding aside
 
 
-def _rank_main(rank, world, port, folder, cfg, die_after):
-    """One rank of ``w2v.train.train``; with ``die_after``, rank 1 dies after that many steps."""
+def _rank_main(rank, world, port, folder, cfg, die_after, signal_after_checkpoint=False):
+    """One rank of ``w2v.train.train``; with ``die_after``, rank 1 dies after that many steps; with
+    ``signal_after_checkpoint``, rank 1 gets SIGTERM as its first checkpoint is saved (after the
+    ranks agreed on the boundary)."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -97,6 +99,17 @@ def _rank_main(rank, world, port, folder, cfg, die_after):
             return call(self, *args, **kwargs)
 
         model_module.SGNSStep.__call__ = dying
+    if signal_after_checkpoint and rank == 1:
+        from w2v.trainer import Trainer
+
+        save = Trainer._checkpoint
+
+        def signalled(self, epoch):
+            save(self, epoch)
+            if self.stop_signal is None:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        Trainer._checkpoint = signalled
     started = time.monotonic()
     try:
         metrics = train(cfg, os.path.join(folder, "run"))
@@ -108,12 +121,12 @@ def _rank_main(rank, world, port, folder, cfg, die_after):
         json.dump(outcome, f, default=str)
 
 
-def run_two(cfg, folder, die_after=0, timeout=180, signal_rank1_after=None):
+def run_two(cfg, folder, die_after=0, timeout=180, signal_rank1_after=None, signal_after_checkpoint=False):
     """Two ranks of ``train``; with ``signal_rank1_after``, SIGTERM to rank 1 once that glob of
     ``folder/run`` exists."""
     ctx = mp.get_context("spawn")
     port = free_port()
-    procs = [ctx.Process(target=_rank_main, args=(r, 2, port, str(folder), cfg, die_after)) for r in range(2)]
+    procs = [ctx.Process(target=_rank_main, args=(r, 2, port, str(folder), cfg, die_after, signal_after_checkpoint)) for r in range(2)]
     for p in procs:
         p.start()
     if signal_rank1_after:
@@ -277,6 +290,22 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_checkpoint(planted, cache_d
     assert all(o["ok"] for o in outcomes), outcomes
     assert outcomes[0]["metrics"]["resumed_from"].endswith(f"{last[0]}.rank0of2.pt" if mode == "sharded" else f"{last[0]}.pt")
     assert load_checkpoint(again / "run" / "checkpoint.pt")["state"]["finished"]
+
+
+@pytest.mark.parametrize("mode", ["replicas", "sharded"])
+def test_a_signal_that_lands_after_the_ranks_agreed_waits_for_the_next_boundary(planted, cache_dir, tmp_path, mode):
+    """SIGTERM on one rank while it saves a checkpoint the ranks agreed on: that rank may not stop
+    alone there (the other would wait on it); both stop together at the next boundary."""
+    corpus, _ = planted
+    cfg = small_config(corpus, cache_dir, epochs=40, chunk_tokens=4096, kernel="torch", workers=1, distributed=mode,
+                       merge_every_words=8192)
+    cfg.train.checkpoint_every_words = 100_000
+    cfg.train.dist_timeout_seconds = 60
+    procs, outcomes = run_two(cfg, tmp_path, signal_after_checkpoint=True)
+    assert [o["type"] for o in outcomes] == ["TrainingInterrupted", "TrainingInterrupted"], outcomes
+    assert outcomes[0]["message"] == outcomes[1]["message"]
+    words = int(outcomes[0]["message"].split(" after ")[1].split()[0].replace(",", ""))
+    assert 100_000 < words < 200_000  # past the first checkpoint, at the boundary after it
 
 
 @pytest.mark.parametrize("mode", ["replicas", "sharded"])

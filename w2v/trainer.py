@@ -64,6 +64,9 @@ class Trainer:
         self.state = self._fresh_state()
         self._save: Optional[Callable[[TrainState], None]] = None
         self.stop_signal: Optional[int] = None
+        # Over several processes, the stop the ranks agreed on at the last boundary: a signal
+        # that lands on one rank after the agreement waits for the next one, or the ranks part.
+        self.stop_agreed: Optional[int] = None
         self._last_checkpoint = (time.monotonic(), 0)  # (clock, corpus position)
 
     @property
@@ -177,8 +180,9 @@ class Trainer:
             if not todo:
                 break
             self._checkpoint(epoch)  # todo is left only when a checkpoint or a stop is due
-            if self.stop_signal is not None:
-                raise TrainingInterrupted(self.stop_signal, state)
+            stop = self.stop_signal if self.world_size == 1 else self.stop_agreed
+            if stop is not None:
+                raise TrainingInterrupted(stop, state)
         loss_sum, loss_pairs = state.epoch_loss_sum, state.epoch_loss_pairs
         if self.world_size > 1:  # each rank measured its own pairs
             with parallel.peer_failures(f"ending epoch {epoch + 1}"):

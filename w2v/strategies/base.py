@@ -23,6 +23,7 @@ class Loop(Protocol):
     """What a strategy may ask of the loop that runs it."""
 
     stop_signal: Optional[int]  # set by a signal handler (or another rank): stop at a boundary
+    stop_agreed: Optional[int]  # over several processes: the stop every rank agreed on at the last boundary
     global_step: int
 
     def due(self, epoch: int, index: int) -> bool:

@@ -67,6 +67,7 @@ class Ranks(Strategy):
             steps, due, signum = parallel.all_reduce([-(-usable // cfg.batch_size), due, signum], "max", device)
             if signum and loop.stop_signal is None:  # another rank was asked to stop: all stop
                 loop.stop_signal = int(signum)
+            loop.stop_agreed = int(signum) or None  # what the loop stops on: every rank read the same
             if due:
                 return
             del todo[-len(chunks):]

@@ -142,6 +142,7 @@ class Replicas(Strategy):
             self.seconds["agree"] += time.perf_counter() - began
             if signum and loop.stop_signal is None:  # another rank was asked to stop: all stop
                 loop.stop_signal = int(signum)
+            loop.stop_agreed = int(signum) or None  # what the loop stops on: every rank read the same
             if due:
                 return
             self._period = dict(todo=todo, stats=stats, progress=progress, reported=reported, round=first // size, end=end)
