@@ -60,7 +60,9 @@ MIN_BAD = 64  # fewer bad bytes (or control characters) than this are a few typo
 JUDGE_AFTER = 1 << 20  # bytes of a file read before it may be judged (else: at its end)
 CONTROL_SAMPLE = 16 << 20  # control characters are counted in each file's first 16 MB
 _CONTROL = "".join(map(chr, [*range(0, 9), *range(14, 32)]))  # C0 controls but \t \n \v \f \r
-_DROP_CONTROL = str.maketrans("", "", _CONTROL)
+# A character class, not str.translate: on text with any non-ASCII character translate
+# takes ~50 ms per MB (a quarter of tokenizing); the regex scan ~5 ms.
+_CONTROL_CHARS = re.compile("[%s]" % re.escape(_CONTROL))
 _WHITESPACE = re.compile(r"\s")
 
 
@@ -111,9 +113,9 @@ class _TextCheck:
         self.chars = self.control = self.nul = 0
 
     def see(self, text: str, bytes_read: int, end: bool = False) -> None:
-        if self.chars < CONTROL_SAMPLE:  # str.translate: ~0.6 ms per MB, about 1% of tokenizing
+        if self.chars < CONTROL_SAMPLE:
             self.chars += len(text)
-            self.control += len(text) - len(text.translate(_DROP_CONTROL))
+            self.control += len(_CONTROL_CHARS.findall(text))
             self.nul += text.count("\0")
         if not (end or bytes_read >= JUDGE_AFTER) or bytes_read <= 0:
             return
