@@ -318,3 +318,53 @@ def test_limit_must_be_a_count(tmp_path, table):
         with pytest.raises(ValueError, match="limit must be a whole number >= 0"):
             WordVectors.load(tmp_path / "v.bin", limit=bad)
     assert len(WordVectors.load(tmp_path / "v.bin", limit=0)) == 0
+
+
+def _bits(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32).view(np.uint32)
+
+
+def test_text_values_read_back_as_the_same_float32_and_match_printf():
+    rng = np.random.default_rng(0)
+    every = rng.integers(0, 2**32, size=400_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    every = every[np.isfinite(every)]  # random bit patterns: every exponent, denormals, both signs
+    powers = np.array([10.0**k for k in range(-45, 39)], dtype=np.float32)
+    edges = np.concatenate([
+        powers, np.nextafter(powers, np.float32(0)), np.nextafter(powers, np.float32(np.inf)), -powers,
+        [0.0, -0.0, 1 - 2**-24, 9.9999999e-1, np.finfo(np.float32).max, np.finfo(np.float32).tiny, 1e-45],
+    ]).astype(np.float32)
+    values = np.concatenate([every, edges])
+    values = values[: len(values) // 50 * 50].reshape(-1, 50)
+    text, ends = formats.scientific(values)
+    lines = text.decode("ascii").split("\n")
+    assert lines[-1] == "" and len(lines) - 1 == len(values) and ends[-1] == len(text)
+    assert [len(line) + 1 for line in lines[:-1]] == np.diff(ends, prepend=0).tolist()
+    back = np.array(" ".join(lines).split(), dtype=np.float32).reshape(values.shape)
+    np.testing.assert_array_equal(_bits(back), _bits(values))  # -0.0 and denormals included
+    assert lines[0].split() == ["%.8e" % v for v in values[0].tolist()]
+    printf = "\n".join(" ".join("%.8e" % v for v in row) for row in values.tolist()) + "\n"
+    assert text.decode("ascii") == printf
+
+
+def test_text_with_nan_or_inf_is_written_and_read_back(tmp_path):
+    table = np.array([[1.5, np.nan], [-np.inf, 2.0]], dtype=np.float32)
+    text, ends = formats.scientific(table)
+    assert text.decode().splitlines() == ["1.50000000e+00 nan", "-inf 2.00000000e+00"] and ends.tolist() == [19, 39]
+    path = tmp_path / "v.txt"
+    formats.write_word2vec(path, ["a", "b"], table)
+    words, back = formats.read_word2vec(path)[:2]
+    assert list(words) == ["a", "b"]
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(table))
+
+
+def test_text_file_of_many_blocks_reads_back_exactly(tmp_path):
+    rng = np.random.default_rng(1)
+    table = (rng.standard_normal((3000, 300)) * 0.1).astype(np.float32)  # several of the writer's blocks
+    words = [f"w{i}é" for i in range(len(table))]
+    path = tmp_path / "v.txt"
+    formats.write_word2vec(path, words, table)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "3000 300" and lines[1].startswith("w0é ") and lines[-1].startswith("w2999é ")
+    kv = gensim_kv.KeyedVectors.load_word2vec_format(str(path))
+    assert kv.index_to_key == words
+    np.testing.assert_array_equal(_bits(kv.vectors), _bits(table))
