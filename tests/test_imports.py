@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "w2v"
 LAYERS = {
     "config": 0,
     "safefile": 0,
+    "exiting": 0,  # how the commands end
     "corpus": 1,
     "vocab": 1,
     "parallel": 1,

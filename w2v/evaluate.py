@@ -407,5 +407,12 @@ def _text(report: dict) -> str:
     return "\n".join(out)
 
 
+def cli() -> None:
+    """The ``w2v-evaluate`` command: :func:`main`, then the process ends at once (:mod:`w2v.exiting`)."""
+    from .exiting import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -147,5 +147,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The ``w2v-query`` command: :func:`main`, then the process ends at once (:mod:`w2v.exiting`)."""
+    from .exiting import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

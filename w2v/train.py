@@ -32,6 +32,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -474,23 +475,33 @@ def _train(
 
     warned: list = []
 
-    def evaluate(wv: WordVectors, step: int) -> Dict[str, float]:
+    def score(wv: WordVectors) -> Tuple[Dict[str, float], Optional[str]]:
+        """The evaluation's scores, and why it was skipped (if it was); reads ``wv`` only."""
         scores = {}
         try:  # a corpus that shares no words with an evaluation set still trains
             if analogies is not None:
-                score, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab or None)
-                scores["analogy"] = float(score)
+                accuracy, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab or None)
+                scores["analogy"] = float(accuracy)
             if similarity is not None:
                 _, spearman, oov = evaluate_word_pairs(wv, similarity, restrict_vocab=cfg.eval.restrict_vocab or None)
                 scores["ws353_spearman"] = float(spearman[0])
                 scores["ws353_oov_pct"] = float(oov)
         except ValueError as e:
-            if not warned:
-                monitor.say(f"warning: evaluation skipped: {e}", err=True)
-                warned.append(True)
+            return scores, str(e)
+        return scores, None
+
+    def report(scored: Tuple[Dict[str, float], Optional[str]], step: int) -> Dict[str, float]:
+        """Log what :func:`score` found: the scores to TensorBoard, a skipped evaluation once."""
+        scores, skipped = scored
+        if skipped and not warned:
+            monitor.say(f"warning: evaluation skipped: {skipped}", err=True)
+            warned.append(True)
         for name, value in scores.items():
             writer.add_scalar(f"eval/{name}", value, step)
         return scores
+
+    def evaluate(wv: WordVectors, step: int) -> Dict[str, float]:
+        return report(score(wv), step)
 
     def probes(wv: WordVectors, step: int) -> str:
         """Each probe word's neighbours among the frequent words (as analogies are scored)."""
@@ -548,13 +559,18 @@ def _train(
         writer.close()
         parallel.shutdown()
         return {**metrics, "words_per_sec": result.words_per_sec, "loss": result.loss}
+    wv = vectors(final[0])
+    wv.fill_norms()  # once, before two threads read the unit table
+    # The evaluation's matrix products (which release the GIL) run on a thread of their own
+    # while this one saves the checkpoint and writes the outputs; only this thread writes
+    # files, so a signal still finds no partial file and names the saved tables.
+    scoring = _Background(score, wv)
     kept = _keep_trained(out, export_dir, resumed_from, result.words, saved, lambda path: save_checkpoint(
         path, model, vocab, config, trainer.state.to_dict(), tables=final, corpus=record
     ))
     signals.finish(str(kept), "evaluating")
     finish = f"train.resume={kept.parent if kept.name == FINAL else kept}"
 
-    wv = vectors(final[0])
     final_step = cfg.train.epochs * len(corpus)
     metrics.update(
         words_per_sec=result.words_per_sec,
@@ -562,12 +578,9 @@ def _train(
         loss=result.loss,
         epoch_losses=result.epoch_losses,
     )
-    scores = evaluate(wv, final_step)
-    metrics.update(scores)
     neighbours = probes(wv, final_step)
     signals.now("writing the projector")
     projector(wv, final_step)
-    writer.close()
 
     for fmt in cfg.export.formats:
         signals.now(f"exporting vectors.{fmt}")
@@ -582,6 +595,10 @@ def _train(
                 f"to a folder with room, then finish with {finish} (training is skipped): the trained tables "
                 f"are saved in {kept}"
             ) from None
+    signals.now("evaluating")
+    scores = report(scoring.result(), final_step)
+    metrics.update(scores)
+    writer.close()
     metrics["run_seconds"] = time.perf_counter() - run_started
     signals.now("writing metrics.json")
     try:
@@ -613,6 +630,33 @@ def _train(
     _say(f"outputs in {out}")
     parallel.shutdown()
     return metrics
+
+
+class _Background:
+    """``fn(*args)`` on a daemon thread: a signal that ends the run does not wait for it."""
+
+    def __init__(self, fn: Callable, *args) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+
+        def run() -> None:
+            try:
+                self._value = fn(*args)
+            except BaseException as e:  # handed to result()
+                self._error = e
+            finally:
+                self._done.set()
+
+        threading.Thread(target=run, name="w2v-evaluate", daemon=True).start()
+
+    def result(self) -> Any:
+        """Wait for the value (in short waits, so that a signal is handled meanwhile); re-raise a failure."""
+        while not self._done.wait(0.1):
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _import_in_background(name: str) -> Future:
@@ -727,6 +771,7 @@ def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
+    from .exiting import exit_now
     from .overrides import check_overrides, resume_in_place
 
     register_configs()
@@ -774,6 +819,7 @@ def main() -> None:
         return metrics.get("analogy")  # what a sweeper would optimise
 
     run()
+    exit_now(0)  # every run of the command (all of a sweep's) is done and its files closed
 
 
 if __name__ == "__main__":
