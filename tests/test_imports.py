@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import w2v
+
 PACKAGE = Path(__file__).resolve().parent.parent / "w2v"
 
 # A module may import from its own layer's group only where noted, else from lower layers.
@@ -24,6 +26,7 @@ LAYERS = {
     "device_pairs": 3,  # sampling and batching on the device, without host syncs
     "embedding": 3,
     "kernel": 3,
+    "triton_kernels": 3,
     "model": 4,
     "state": 4,
     "stopping": 4,
@@ -99,12 +102,23 @@ def _imported(path):
 
 
 def test_gpu_step_imports_without_triton(monkeypatch):
-    """triton is optional: w2v.triton_step imports without it and says why it cannot run."""
+    """triton is optional: w2v.triton_kernels and w2v.triton_step import without it; the step says why it cannot run."""
     monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` now raises ImportError
     monkeypatch.setitem(sys.modules, "triton.language", None)
-    spec = importlib.util.spec_from_file_location("w2v._triton_step_probe", PACKAGE / "triton_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    kernels = _probe("triton_kernels")
+    assert kernels.triton is None and not kernels.interpreted()
+    # The step must find these kernels, not the ones an earlier test imported with triton.
+    monkeypatch.setitem(sys.modules, "w2v.triton_kernels", kernels)
+    monkeypatch.setattr(w2v, "triton_kernels", kernels, raising=False)
+    module = _probe("triton_step")
     assert "triton is not installed" in module.unavailable("cuda")
     with pytest.raises(RuntimeError, match="triton is not installed"):
         module.TritonSGNS(None, 8, 8, 1)
+
+
+def _probe(name: str):
+    """A fresh copy of module ``name`` of the package, under a name of its own."""
+    spec = importlib.util.spec_from_file_location(f"w2v._{name}_probe", PACKAGE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
