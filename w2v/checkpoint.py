@@ -17,7 +17,7 @@ training order; the newest ``keep`` are kept).
 What a checkpoint holds is checked when it is read: a CRC-32 of each table, of the counts
 and of the words (computed block by block, so a 3M x 300 table costs no extra memory)
 catches bytes changed on disk, and the corpus record (its token count and a fingerprint
-of its token stream, :attr:`w2v.corpus.EncodedCorpus.fingerprint`) tells a resumed run
+of its token stream, :attr:`w2v.token_cache.EncodedCorpus.fingerprint`) tells a resumed run
 whether it reads the same corpus.
 """
 
@@ -390,7 +390,7 @@ def check_corpus(ckpt: Dict[str, Any], tokens: int, fingerprint: str) -> Optiona
 
     Args:
         ckpt: from :func:`load_checkpoint`.
-        tokens, fingerprint: the run's corpus (:class:`~w2v.corpus.EncodedCorpus`).
+        tokens, fingerprint: the run's corpus (:class:`~w2v.token_cache.EncodedCorpus`).
 
     Returns:
         a warning line for a checkpoint written before corpus records were, else ``None``.
