@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "w2v"
 LAYERS = {
     "config": 0,
     "safefile": 0,
+    "config_rules": 1,  # what each value of a config must be
     "corpus": 1,
     "vocab": 1,
     "parallel": 1,
@@ -50,7 +51,7 @@ SAME_LAYER_OK = {8}  # the vectors side is one group of small modules
 # imports written before the move (`from w2v.corpus import load_corpus`). The old home lists
 # them in `_MOVED` and imports the new one inside its module `__getattr__` (PEP 562), so the
 # import runs on first use of such a name, never while the package imports: no cycle.
-MOVED_UP = {"corpus": "token_cache"}
+MOVED_UP = {"config": "config_rules", "corpus": "token_cache"}
 
 
 def w2v_imports(tree: ast.AST):
