@@ -32,6 +32,7 @@ LAYERS = {
     "model": 4,
     "state": 4,
     "stopping": 4,
+    "resume": 4,  # whether a run may continue from a checkpoint; checkpoint hands its names out too
     "chunks": 5,
     "triton_step": 5,
     "checkpoint": 5,
