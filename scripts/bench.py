@@ -37,8 +37,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from w2v.config import TrainConfig  # noqa: E402
-from w2v.corpus import Tokenizer, load_corpus  # noqa: E402
+from w2v.corpus import Tokenizer  # noqa: E402
 from w2v.model import SkipGramNS  # noqa: E402
+from w2v.token_cache import load_corpus  # noqa: E402
 from w2v.trainer import Trainer  # noqa: E402
 from w2v.vocab import Vocab  # noqa: E402
 

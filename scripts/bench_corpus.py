@@ -3,7 +3,7 @@
     python scripts/bench_corpus.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --repeat 10
 
 The corpus is read ``--repeat`` times through a generator (nothing is copied on disk) and
-encoded by :func:`w2v.corpus.encode_streams` into a temporary folder, exactly as
+encoded by :func:`w2v.token_cache.encode_streams` into a temporary folder, exactly as
 ``load_corpus`` fills its cache: provisional ids streamed to disk, then renumbered by rank
 block by block into ``tokens.npy``. Peak resident memory comes from
 ``resource.getrusage`` and covers the whole process (interpreter and numpy included);
@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from w2v.corpus import DecodeStats, Tokenizer, encode_streams, read_chunks, resolve_corpus  # noqa: E402
+from w2v.corpus import DecodeStats, Tokenizer, read_chunks, resolve_corpus  # noqa: E402
+from w2v.token_cache import encode_streams  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "enwiki-gutenberg-20m.txt.gz"
 

@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from w2v.config import TrainConfig  # noqa: E402
-from w2v.corpus import Tokenizer, load_corpus  # noqa: E402
+from w2v.corpus import Tokenizer  # noqa: E402
 from w2v.model import SkipGramNS  # noqa: E402
+from w2v.token_cache import load_corpus  # noqa: E402
 from w2v.trainer import Trainer  # noqa: E402
 from w2v.vocab import Vocab  # noqa: E402
 

@@ -10,16 +10,9 @@ import time
 import pytest
 import torch
 
-from w2v.checkpoint import (
-    CheckpointFolder,
-    check_corpus,
-    check_resumable,
-    latest_checkpoint,
-    load_checkpoint,
-    restore_tables,
-    save_checkpoint,
-)
+from w2v.checkpoint import CheckpointFolder, latest_checkpoint, load_checkpoint, save_checkpoint
 from w2v.model import SkipGramNS
+from w2v.resume import restore_tables
 from w2v.vocab import Vocab
 
 from conftest import ROOT
@@ -95,21 +88,6 @@ def test_damaged_checkpoints_are_one_clear_value_error(tmp_path, damage):
     assert "\n" not in str(err.value) and str(path) in str(err.value)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.pt")
-
-
-def test_resuming_needs_the_same_shape_and_vocabulary_settings(tmp_path):
-    model, vocab = tiny()
-    save_checkpoint(tmp_path / "c.pt", model, vocab, CONFIG, {"words": 1})
-    ckpt = load_checkpoint(tmp_path / "c.pt")
-    assert check_resumable(ckpt, CONFIG) == []
-    with pytest.raises(ValueError, match=r"model.dim=8 but this run asks for model.dim=16; set model.dim=8"):
-        check_resumable(ckpt, {**CONFIG, "model": {"dim": 16}})
-    with pytest.raises(ValueError, match=r"data.min_count=5 but this run asks for data.min_count=1; set data.min_count=5"):
-        check_resumable(ckpt, {**CONFIG, "data": {**CONFIG["data"], "min_count": 1}})
-    with pytest.raises(ValueError, match=r"set train.chunk_tokens=100"):
-        check_resumable(ckpt, {**CONFIG, "train": {**CONFIG["train"], "chunk_tokens": 64}})
-    changes = check_resumable(ckpt, {**CONFIG, "train": {**CONFIG["train"], "lr": 0.01}})
-    assert changes == ["train.lr=0.01, the checkpoint's run had 0.025"]
 
 
 # A child that writes checkpoints in a loop. With a stall index, that write stops halfway
@@ -245,17 +223,3 @@ def test_a_checkpoint_from_before_checksums_still_loads(tmp_path):
     del old["checksums"]
     torch.save(old, tmp_path / "c.pt")
     assert torch.equal(load_checkpoint(tmp_path / "c.pt")["input"], model.input.weight)
-
-
-def test_the_corpus_record_tells_another_corpus_of_the_same_size(tmp_path):
-    model, vocab = tiny()
-    record = {"tokens": 1000, "fingerprint": "blake2b:aa"}
-    save_checkpoint(tmp_path / "c.pt", model, vocab, CONFIG, {"words": 1}, corpus=record)
-    ckpt = load_checkpoint(tmp_path / "c.pt")
-    assert check_corpus(ckpt, 1000, "blake2b:aa") is None
-    assert check_corpus(ckpt, 999, "blake2b:bb") is None  # another size: the trainer names both counts
-    with pytest.raises(ValueError, match=r"c.pt was trained on another corpus of the same 1,000 tokens .*"
-                       r"resume with the data.corpus of the checkpoint's run"):
-        check_corpus(ckpt, 1000, "blake2b:bb")
-    del ckpt["corpus"]  # a checkpoint of an earlier version
-    assert "was written by an older w2v" in check_corpus(ckpt, 1000, "blake2b:bb")

@@ -242,9 +242,10 @@ def test_replica_checkpoints_are_one_file_that_resumes_exactly_in_any_number_of_
 @pytest.mark.parametrize("kernel", ["torch", "auto"])
 def test_one_process_runs_the_same_steps_with_the_distributed_layer(planted, cache_dir, kernel):
     """World size 1 of the distributed tables trains bitwise like the local tables."""
-    from w2v.corpus import Tokenizer, load_corpus
+    from w2v.corpus import Tokenizer
     from w2v.kernel import unavailable
     from w2v.model import SkipGramNS
+    from w2v.token_cache import load_corpus
     from w2v.trainer import Trainer
     from w2v.vocab import Vocab
 

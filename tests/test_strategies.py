@@ -16,8 +16,9 @@ from conftest import ROOT, planted_corpus
 from sync_guard import HostSyncCounter
 from w2v import strategies
 from w2v.config import TrainConfig
-from w2v.corpus import Tokenizer, load_corpus
+from w2v.corpus import Tokenizer
 from w2v.model import SkipGramNS
+from w2v.token_cache import load_corpus
 from w2v.trainer import Trainer
 from w2v.vocab import Vocab
 

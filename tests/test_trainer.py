@@ -2,9 +2,10 @@ import numpy as np
 import torch
 
 from w2v.config import TrainConfig
-from w2v.corpus import Tokenizer, load_corpus
+from w2v.corpus import Tokenizer
 from w2v.model import SkipGramNS
 from w2v.strategies.threads import torch_step
+from w2v.token_cache import load_corpus
 from w2v.trainer import Trainer, learning_rate
 from w2v.vocab import Vocab
 

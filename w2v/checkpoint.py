@@ -17,8 +17,9 @@ training order; the newest ``keep`` are kept).
 What a checkpoint holds is checked when it is read: a CRC-32 of each table, of the counts
 and of the words (computed block by block, so a 3M x 300 table costs no extra memory)
 catches bytes changed on disk, and the corpus record (its token count and a fingerprint
-of its token stream, :attr:`w2v.corpus.EncodedCorpus.fingerprint`) tells a resumed run
-whether it reads the same corpus.
+of its token stream, :attr:`w2v.token_cache.EncodedCorpus.fingerprint`) tells a resumed run
+whether it reads the same corpus. Whether a run may resume from a checkpoint, and putting
+its tables back into a model, is :mod:`w2v.resume`'s job.
 """
 
 from __future__ import annotations
@@ -32,22 +33,14 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from .embedding import join_shards, shard_sizes
+# Resuming has a module of its own; its functions are still importable from here.
+from .resume import check_corpus, check_resumable, restore_tables  # noqa: F401
 from .safefile import atomic_write, sweep
 
 FORMAT = "w2v-checkpoint-1"
 FINAL = "checkpoint.pt"  # written when training ends
 FOLDER = "checkpoints"  # periodic checkpoints, inside a run folder
 PREFIX = "checkpoint-"
-
-# Settings a resumed run must share with the checkpoint's: they fix the vocabulary (which
-# comes from the checkpoint) and what a position in the token stream means.
-_MUST_MATCH = ("data.token_pattern", "data.lowercase", "data.min_count", "data.max_vocab_size", "train.chunk_tokens")
-# Settings that may change on resume, at the price of a run that no longer equals an
-# uninterrupted one; a resumed run names each one that changed.
-_TRAJECTORY = (
-    "train.epochs", "train.window", "train.negatives", "train.ns_exponent", "train.sample", "train.lr",
-    "train.min_lr", "train.batch_size", "train.shared_negatives", "train.seed", "train.kernel",
-)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -358,99 +351,3 @@ class CheckpointFolder:
             for old in self.checkpoints()[: -self.keep]:
                 old.unlink(missing_ok=True)
         sweep(self.folder)
-
-
-def restore_tables(model, ckpt: Dict[str, Any]) -> None:
-    """Copy the checkpoint's tables into ``model`` (any sharding), exactly.
-
-    Raises:
-        ValueError: the model's shape differs from the checkpoint's.
-    """
-    shard = ckpt.get("shard")
-    if shard is not None and (shard["rank"], shard["world_size"]) != _world(model):
-        raise ValueError(
-            f"the checkpoint holds rank {shard['rank']} of {shard['world_size']}'s rows; load it with "
-            "load_checkpoint(path, rank, world_size), which joins the ranks' files for another world size"
-        )
-    with torch.no_grad():
-        for layer, table in ((model.input, ckpt["input"]), (model.output, ckpt["output"])):
-            if table.shape[1] != layer.embedding_dim or (shard is None and len(table) != layer.num_embeddings):
-                raise ValueError(
-                    f"the checkpoint's tables are {tuple(table.shape)}, the model's "
-                    f"{(layer.num_embeddings, layer.embedding_dim)}; set model.dim={table.shape[1]}"
-                )
-            if shard is not None:
-                layer.shards[0].copy_(table)
-            else:
-                layer.copy_table_(table)
-
-
-def check_corpus(ckpt: Dict[str, Any], tokens: int, fingerprint: str) -> Optional[str]:
-    """Check that a resumed run reads the corpus ``ckpt`` was trained on.
-
-    Args:
-        ckpt: from :func:`load_checkpoint`.
-        tokens, fingerprint: the run's corpus (:class:`~w2v.corpus.EncodedCorpus`).
-
-    Returns:
-        a warning line for a checkpoint written before corpus records were, else ``None``.
-        Another token count is left to the trainer, whose message names both counts.
-
-    Raises:
-        ValueError: the same number of tokens, but another content (the lines shuffled...).
-    """
-    where = ckpt.get("path", "the checkpoint")
-    record = ckpt.get("corpus")
-    if not isinstance(record, dict) or not record.get("fingerprint"):
-        return (
-            f"{where} was written by an older w2v, without a corpus fingerprint or checksums to check; "
-            "make sure data.corpus is the corpus it was trained on"
-        )
-    if record.get("tokens") == tokens and record["fingerprint"] != fingerprint:
-        raise ValueError(
-            f"train.resume: {where} was trained on another corpus of the same {tokens:,} tokens (its content "
-            "differs); resume with the data.corpus of the checkpoint's run, or start without train.resume"
-        )
-    return None
-
-
-def _get(config: Dict[str, Any], dotted: str):
-    section, key = dotted.split(".")
-    return (config.get(section) or {}).get(key)
-
-
-def check_resumable(ckpt: Dict[str, Any], config: Dict[str, Any]) -> List[str]:
-    """Check that a run with ``config`` can continue from ``ckpt``.
-
-    Args:
-        ckpt: from :func:`load_checkpoint`.
-        config: the new run's resolved config as a plain dict.
-
-    Returns:
-        one line per setting that changed but may (``train.lr=0.01, the checkpoint's run
-        had 0.025``); the resumed run then differs from an uninterrupted one.
-
-    Raises:
-        ValueError: the vectors' size or the vocabulary settings differ; the message names
-            the setting to use.
-    """
-    where = ckpt.get("path", "the checkpoint")
-    dim = ckpt["input"].shape[1]
-    if _get(config, "model.dim") != dim:
-        raise ValueError(
-            f"train.resume: {where} holds vectors of model.dim={dim} but this run asks for "
-            f"model.dim={_get(config, 'model.dim')}; set model.dim={dim} or start without train.resume"
-        )
-    saved = ckpt["config"]
-    for key in _MUST_MATCH:
-        if _get(saved, key) != _get(config, key):
-            raise ValueError(
-                f"train.resume: {where} was trained with {key}={_get(saved, key)} but this run asks for "
-                f"{key}={_get(config, key)}; set {key}={_get(saved, key)} (the vocabulary and positions "
-                "come from the checkpoint) or start without train.resume"
-            )
-    return [
-        f"{key}={_get(config, key)}, the checkpoint's run had {_get(saved, key)}"
-        for key in _TRAJECTORY
-        if _get(saved, key) != _get(config, key)
-    ]

@@ -43,16 +43,17 @@ import torch.distributed as dist
 
 from . import parallel, runlock
 from .budget import check_run
-from .checkpoint import (
-    FINAL, FOLDER, CheckpointFolder, check_corpus, check_resumable, load_checkpoint, restore_tables, save_checkpoint,
-)
-from .config import parse_device, register_configs, validate
-from .corpus import Tokenizer, load_corpus, resolve_corpus
+from .checkpoint import FINAL, FOLDER, CheckpointFolder, load_checkpoint, save_checkpoint
+from .config import register_configs
+from .config_rules import parse_device, validate
+from .corpus import Tokenizer, resolve_corpus
 from .model import SkipGramNS
+from .resume import check_corpus, check_resumable, restore_tables
 from .runlock import RunLock
 from .safefile import atomic_write, reason, sweep
 from .stopping import FinishingInterrupted, RunSignals
 from .strategies import sharded_tables
+from .token_cache import load_corpus
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
 from .vocab import Vocab
 

@@ -213,7 +213,7 @@ class Trainer:
                 ``cfg.checkpoint_every_words`` or ``cfg.checkpoint_every_minutes`` says, and
                 before stopping on :meth:`request_stop`; the tables are quiet meanwhile.
             start: a state saved by an earlier run, to continue from; the tables must
-                already hold that run's values (see :func:`w2v.checkpoint.restore_tables`).
+                already hold that run's values (see :func:`w2v.resume.restore_tables`).
 
         Returns:
             the words, pairs and seconds of this call, the loss of every epoch.

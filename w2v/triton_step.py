@@ -1,24 +1,15 @@
-"""The skip-gram negative-sampling step as fused Triton kernels, for GPUs.
+"""The skip-gram negative-sampling step on a GPU: :class:`TritonSGNS` launches the fused kernels.
 
 :class:`TritonSGNS` applies :class:`~w2v.model.SGNSStep`'s update (plain sum or ``trust``
-damping of hot rows) without gathered copies: one Triton program per group of ``G`` pairs
-that share ``K`` negatives reads the group's ``G`` context rows, ``G`` center rows and ``K``
-negative rows straight from the tables and computes scores, sigmoids, gradients and the
-loss in registers. Rows are walked in slices of 64 columns, the negatives one at a time,
-so a program holds ``(G, 64)`` tiles (never a ``(G, K, D)`` tensor) at any dimension:
-a first pass sums the ``G (K + 1)`` scores, a second (reading the same rows again, from
-cache) forms the gradients slice by slice. Two schedules:
+damping of hot rows) with the kernels of :mod:`w2v.triton_kernels`, which read the rows of
+each group of ``G`` pairs sharing ``K`` negatives straight from the tables: no gathered
+copies, no ``(G, K, D)`` tensor. Two schedules:
 
 * ``mode="sync"`` (batch-synchronous, :class:`SGNSStep`'s maths): every score of a batch
   comes from the weights before the batch and the updates are summed. A batch is three
-  launches (two with ``hot_rows="sum"``):
-
-  1. ``_sgns_kernel``: each group writes its gradients to preallocated buffers (``dx``
-     ``(B, D)``, ``dout`` ``(B + M K, D)``) and, with ``trust``, adds its pairs' shares
-     to per-row loads in ``(V,)`` buffers (float atomics);
-  2. ``_apply_kernel``: each group scales its rows' gradients by ``min(1, trust / load)``
-     and adds them to the tables (float atomics: rows repeat across groups);
-  3. ``_reset_kernel`` (``trust``): the loads of the batch's rows back to zero.
+  launches (two with ``hot_rows="sum"``): scores and gradients into preallocated buffers
+  (and, with ``trust``, per-row loads), the gradients scaled by ``min(1, trust / load)``
+  and added to the tables, the loads of the batch's rows back to zero.
 
   On CUDA, :meth:`TritonSGNS.train_chunk` captures one batch (its launches and the
   increment of the batch index, which kernels read from device memory) in a CUDA graph,
@@ -30,7 +21,7 @@ cache) forms the gradients slice by slice. Two schedules:
 
 Nothing here reads a device value on the host: the number of valid pairs, the batch index,
 the learning rates and the losses stay in device tensors, and programs past the valid
-pairs return at once. All arithmetic is float32.
+pairs return at once.
 
 Without a GPU the kernels run on CPU tensors through Triton's interpreter: set
 ``TRITON_INTERPRET=1`` before this module is imported (tests do). :func:`unavailable`
@@ -45,186 +36,14 @@ from typing import Optional
 
 import torch
 
+from . import triton_kernels as kernels
 from .embedding import ShardedEmbedding
 from .model import SkipGramNS
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # CPU-only installs: the module still imports, unavailable() says why
-    triton = tl = None
+from .triton_kernels import launch_constants
 
 HOT_ROWS = ("sum", "trust")
 MODES = ("sync", "hogwild")
-_SLICE = 64  # columns of a row slice: (G, 64) tiles keep a program in registers at any dimension
 _GRAPHS_KEPT = 4  # captured batches kept, one per set of chunk buffers (e.g. double-buffered)
-
-
-if triton is not None:
-
-    @triton.jit
-    def _group_start(batch_ptr, count_ptr, capacity, batch_size, nb, G: tl.constexpr, HOGWILD: tl.constexpr):
-        """The group's first pair, its batch, and whether it holds valid pairs."""
-        m = tl.program_id(0).to(tl.int64)
-        if HOGWILD:  # one launch over the chunk: program m is group m
-            first = m * G
-            j = first // batch_size
-        else:  # one launch per batch: program m is group m of batch j
-            j = tl.load(batch_ptr)
-            first = j * batch_size + m * G
-        count = tl.minimum(tl.load(count_ptr), capacity)
-        usable = count - count % G  # a last partial group is dropped, as batching.batches does
-        return first, j, (first < usable) & (j < nb)
-
-    @triton.jit
-    def _sgns_kernel(
-        win, wout, rows_in, rows_out, rows_neg,
-        count_ptr, batch_ptr, lrs, losses,
-        dx_buf, dout_buf, load_in, load_out,
-        capacity, batch_size, nb,
-        D: tl.constexpr, K: tl.constexpr, G: tl.constexpr,
-        STRIDE_IN: tl.constexpr, STRIDE_OUT: tl.constexpr, STRIDE_GRAD: tl.constexpr,
-        BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
-        HOGWILD: tl.constexpr, TRUST: tl.constexpr,
-    ):
-        """Scores, gradients and loss of one group; stored (sync) or added to the tables (Hogwild).
-
-        Rows are walked in slices of ``BLOCK_D`` columns twice, so that registers hold
-        ``(G, BLOCK_D)`` tiles whatever the dimension: first the scores (``(G, K)`` of
-        them), then the gradients, slice by slice (the second reads come from cache).
-        """
-        first, j, valid = _group_start(batch_ptr, count_ptr, capacity, batch_size, nb, G, HOGWILD)
-        if valid:
-            m = tl.program_id(0).to(tl.int64)
-            lr = tl.load(lrs + j)
-            g = tl.arange(0, BLOCK_G)
-            kk = tl.arange(0, BLOCK_K)
-            mg, mk = g < G, kk < K
-            rin = tl.load(rows_in + first + g, mask=mg, other=0).to(tl.int64)
-            rout = tl.load(rows_out + first + g, mask=mg, other=0).to(tl.int64)
-            negs = rows_neg + (first // G) * K
-            pos = tl.zeros([BLOCK_G], dtype=tl.float32)  # x.y
-            neg = tl.zeros([BLOCK_G, BLOCK_K], dtype=tl.float32)  # x.n_k
-            norm_x = tl.zeros([BLOCK_G], dtype=tl.float32)  # |x|^2, |y|^2, |n_k|^2, for trust
-            norm_y = tl.zeros([BLOCK_G], dtype=tl.float32)
-            norm_n = tl.zeros([BLOCK_K], dtype=tl.float32)
-            for c in range(0, D, BLOCK_D):
-                d = c + tl.arange(0, BLOCK_D)
-                md = d < D
-                mask = mg[:, None] & md[None, :]
-                x = tl.load(win + rin[:, None] * STRIDE_IN + d[None, :], mask=mask, other=0.0)  # (G, D')
-                y = tl.load(wout + rout[:, None] * STRIDE_OUT + d[None, :], mask=mask, other=0.0)  # (G, D')
-                pos += tl.sum(x * y, 1)
-                if TRUST:
-                    norm_x += tl.sum(x * x, 1)
-                    norm_y += tl.sum(y * y, 1)
-                for k in range(K):
-                    n = tl.load(wout + tl.load(negs + k) * STRIDE_OUT + d, mask=md, other=0.0)  # (D',)
-                    neg += tl.where(kk[None, :] == k, tl.sum(x * n[None, :], 1)[:, None], 0.0)
-                    if TRUST:
-                        norm_n += tl.where(kk == k, tl.sum(n * n, 0), 0.0)
-            # -log s(z) = log(1 + e^-z), written without overflow, for the loss
-            loss = tl.where(mg, tl.maximum(-pos, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(pos))), 0.0)
-            both = mg[:, None] & mk[None, :]
-            loss += tl.sum(tl.where(both, tl.maximum(neg, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(neg))), 0.0), 1)
-            tl.atomic_add(losses + j, tl.sum(loss, 0), sem="relaxed")
-            gpos = tl.where(mg, lr * tl.sigmoid(-pos), 0.0)  # a (1 - s(x.y)), (G,)
-            gneg = tl.where(both, -lr * tl.sigmoid(neg), 0.0)  # -a s(x.n_k), (G, K)
-            if TRUST:  # shares of the rows' loads: a/4 |p|^2 summed over each row's partners p
-                q = 0.25 * lr
-                rneg = tl.load(negs + kk, mask=mk, other=0)
-                tl.atomic_add(load_in + rin, q * (norm_y + tl.sum(norm_n, 0)), mask=mg, sem="relaxed")
-                tl.atomic_add(load_out + rout, q * norm_x, mask=mg, sem="relaxed")
-                share_neg = q * tl.sum(norm_x, 0) + tl.zeros([BLOCK_K], dtype=tl.float32)
-                tl.atomic_add(load_out + rneg, share_neg, mask=mk, sem="relaxed")
-            for c in range(0, D, BLOCK_D):
-                d = c + tl.arange(0, BLOCK_D)
-                md = d < D
-                mask = mg[:, None] & md[None, :]
-                x = tl.load(win + rin[:, None] * STRIDE_IN + d[None, :], mask=mask, other=0.0)
-                y = tl.load(wout + rout[:, None] * STRIDE_OUT + d[None, :], mask=mask, other=0.0)
-                dx = gpos[:, None] * y  # x += g y + sum_k g_k n_k
-                if HOGWILD:  # y += g x
-                    tl.atomic_add(
-                        wout + rout[:, None] * STRIDE_OUT + d[None, :], gpos[:, None] * x, mask=mask, sem="relaxed"
-                    )
-                else:
-                    tl.store(dout_buf + (m * G + g)[:, None] * STRIDE_GRAD + d[None, :], gpos[:, None] * x, mask=mask)
-                for k in range(K):
-                    rn = tl.load(negs + k)
-                    n = tl.load(wout + rn * STRIDE_OUT + d, mask=md, other=0.0)
-                    gk = tl.sum(tl.where(kk[None, :] == k, gneg, 0.0), 1)  # (G,)
-                    dx += gk[:, None] * n[None, :]
-                    dn = tl.sum(gk[:, None] * x, 0)  # n_k += sum_g g_k x_g
-                    if HOGWILD:
-                        tl.atomic_add(wout + rn * STRIDE_OUT + d, dn, mask=md, sem="relaxed")
-                    else:
-                        tl.store(dout_buf + (batch_size + m * K + k) * STRIDE_GRAD + d, dn, mask=md)
-                if HOGWILD:
-                    tl.atomic_add(win + rin[:, None] * STRIDE_IN + d[None, :], dx, mask=mask, sem="relaxed")
-                else:
-                    tl.store(dx_buf + (m * G + g)[:, None] * STRIDE_GRAD + d[None, :], dx, mask=mask)
-
-    @triton.jit
-    def _apply_kernel(
-        win, wout, rows_in, rows_out, rows_neg,
-        count_ptr, batch_ptr, dx_buf, dout_buf, load_in, load_out, trust,
-        capacity, batch_size, nb,
-        D: tl.constexpr, K: tl.constexpr, G: tl.constexpr,
-        STRIDE_IN: tl.constexpr, STRIDE_OUT: tl.constexpr, STRIDE_GRAD: tl.constexpr,
-        BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, TRUST: tl.constexpr,
-    ):
-        """Add one group's stored gradients, damped by its rows' loads, to the tables."""
-        first, j, valid = _group_start(batch_ptr, count_ptr, capacity, batch_size, nb, G, False)
-        if valid:
-            m = tl.program_id(0).to(tl.int64)
-            g = tl.arange(0, BLOCK_G)
-            kk = tl.arange(0, BLOCK_K)
-            mg, mk = g < G, kk < K
-            rin = tl.load(rows_in + first + g, mask=mg, other=0).to(tl.int64)
-            rout = tl.load(rows_out + first + g, mask=mg, other=0).to(tl.int64)
-            negs = rows_neg + (first // G) * K
-            scale_in = tl.full([BLOCK_G], 1.0, tl.float32)
-            scale_out = tl.full([BLOCK_G], 1.0, tl.float32)
-            scale_neg = tl.full([BLOCK_K], 1.0, tl.float32)
-            if TRUST:  # min(1, trust / load), without dividing by a zero load
-                scale_in = trust / tl.maximum(tl.load(load_in + rin, mask=mg, other=0.0), trust)
-                scale_out = trust / tl.maximum(tl.load(load_out + rout, mask=mg, other=0.0), trust)
-                rneg = tl.load(negs + kk, mask=mk, other=0)
-                scale_neg = trust / tl.maximum(tl.load(load_out + rneg, mask=mk, other=0.0), trust)
-            rows = (m * G + g)[:, None] * STRIDE_GRAD
-            for c in range(0, D, BLOCK_D):
-                d = c + tl.arange(0, BLOCK_D)
-                md = d < D
-                mask = mg[:, None] & md[None, :]
-                dx = tl.load(dx_buf + rows + d[None, :], mask=mask, other=0.0) * scale_in[:, None]
-                tl.atomic_add(win + rin[:, None] * STRIDE_IN + d[None, :], dx, mask=mask, sem="relaxed")
-                dy = tl.load(dout_buf + rows + d[None, :], mask=mask, other=0.0) * scale_out[:, None]
-                tl.atomic_add(wout + rout[:, None] * STRIDE_OUT + d[None, :], dy, mask=mask, sem="relaxed")
-                for k in range(K):
-                    dn = tl.load(dout_buf + (batch_size + m * K + k) * STRIDE_GRAD + d, mask=md, other=0.0)
-                    dn *= tl.sum(tl.where(kk == k, scale_neg, 0.0), 0)
-                    tl.atomic_add(wout + tl.load(negs + k) * STRIDE_OUT + d, dn, mask=md, sem="relaxed")
-
-    @triton.jit
-    def _reset_kernel(
-        rows_in, rows_out, rows_neg, count_ptr, batch_ptr, load_in, load_out,
-        capacity, batch_size, nb, K: tl.constexpr, G: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
-    ):
-        """The loads of one group's rows back to zero, for the next batch."""
-        first, j, valid = _group_start(batch_ptr, count_ptr, capacity, batch_size, nb, G, False)
-        if valid:
-            g = tl.arange(0, BLOCK_G)
-            kk = tl.arange(0, BLOCK_K)
-            mg, mk = g < G, kk < K
-            tl.store(load_in + tl.load(rows_in + first + g, mask=mg, other=0), 0.0, mask=mg)
-            tl.store(load_out + tl.load(rows_out + first + g, mask=mg, other=0), 0.0, mask=mg)
-            tl.store(load_out + tl.load(rows_neg + (first // G) * K + kk, mask=mk, other=0), 0.0, mask=mk)
-
-
-def _interpreted() -> bool:
-    """Whether the kernels were built for Triton's interpreter (``TRITON_INTERPRET=1`` at import)."""
-    return triton is not None and type(_sgns_kernel).__name__ == "InterpretedFunction"
 
 
 def unavailable(model_or_device) -> Optional[str]:
@@ -233,7 +52,7 @@ def unavailable(model_or_device) -> Optional[str]:
     Args:
         model_or_device: a :class:`~w2v.model.SkipGramNS`, or a device (``torch.device`` or str).
     """
-    if triton is None:
+    if kernels.triton is None:
         return "triton is not installed (it comes with PyTorch's CUDA builds; else pip install triton)"
     if isinstance(model_or_device, SkipGramNS):
         for name in ("input", "output"):
@@ -252,7 +71,7 @@ def unavailable(model_or_device) -> Optional[str]:
         device = torch.device(model_or_device)
     if device.type == "cuda":
         return None
-    if device.type == "cpu" and _interpreted():
+    if device.type == "cpu" and kernels.interpreted():
         return None
     if device.type == "cpu":
         return (
@@ -261,21 +80,6 @@ def unavailable(model_or_device) -> Optional[str]:
         )
     return f"the tables are on {device}; the Triton step runs on CUDA"
 
-
-def launch_constants(dim: int, group: int, negatives: int, stride_in: int, stride_out: int, stride_grad: int) -> dict:
-    """The kernels' compile-time arguments (and ``num_warps``) for a model and a step.
-
-    Sizes and row strides are compile-time constants: a step keeps them for its whole
-    life, and the compiler can then prove rows 16-byte aligned (vector loads and atomics)
-    for any dimension divisible by 4, padded or not.
-    """
-    block_g = triton.next_power_of_2(group)
-    block_d = min(triton.next_power_of_2(max(dim, 1)), _SLICE)
-    return dict(
-        D=dim, K=negatives, G=group, STRIDE_IN=stride_in, STRIDE_OUT=stride_out, STRIDE_GRAD=stride_grad,
-        BLOCK_G=block_g, BLOCK_K=triton.next_power_of_2(max(negatives, 1)), BLOCK_D=block_d,
-        num_warps=max(1, min(8, block_g * block_d // (32 * 16))),  # ~16 floats of a (G, BLOCK_D) tile a thread
-    )
 
 
 class TritonSGNS:
@@ -332,7 +136,7 @@ class TritonSGNS:
         self.hot_rows, self.trust, self.mode = hot_rows, float(trust), mode
         win = model.input.flat_table()
         device, dim = win.device, win.shape[1]
-        self.graphs = device.type == "cuda" and mode == "sync" and graphs is not False and not _interpreted()
+        self.graphs = device.type == "cuda" and mode == "sync" and graphs is not False and not kernels.interpreted()
         self._graph_cache: OrderedDict = OrderedDict()
         self._staged = {}  # flat rows of sharded tables, reused so that captured graphs stay valid
         int64 = dict(dtype=torch.int64, device=device)
@@ -511,13 +315,13 @@ class TritonSGNS:
         sizes = dict(capacity=capacity, batch_size=self.batch_size, nb=lrs.numel())
         consts = self._constants(win, wout)
         buffers = (self._dx, self._dout, self._load_in, self._load_out)
-        _sgns_kernel[grid](
+        kernels.sgns_kernel[grid](
             win, wout, *rows, count, batch, lrs, losses, *buffers, **sizes, **consts, HOGWILD=False, TRUST=trust
         )
-        _apply_kernel[grid](win, wout, *rows, count, batch, *buffers, self.trust, **sizes, **consts, TRUST=trust)
+        kernels.apply_kernel[grid](win, wout, *rows, count, batch, *buffers, self.trust, **sizes, **consts, TRUST=trust)
         if trust:
             blocks = {name: consts[name] for name in ("K", "G", "BLOCK_G", "BLOCK_K")}
-            _reset_kernel[grid](*rows, count, batch, self._load_in, self._load_out, **sizes, **blocks)
+            kernels.reset_kernel[grid](*rows, count, batch, self._load_in, self._load_out, **sizes, **blocks)
 
     def _hogwild(self, rows, count, capacity, lrs, losses):
         """One launch: every group of the buffers adds its updates to the tables as it goes."""
@@ -525,7 +329,7 @@ class TritonSGNS:
         grid = (max(capacity // self.group, 1),)
         sizes = dict(capacity=capacity, batch_size=self.batch_size, nb=lrs.numel())
         buffers = (self._dx, self._dout, self._load_in, self._load_out)  # not used
-        _sgns_kernel[grid](
+        kernels.sgns_kernel[grid](
             win, wout, *rows, count, self._zero, lrs, losses, *buffers, **sizes,
             **self._constants(win, wout, hogwild=True), HOGWILD=True, TRUST=False,
         )
