@@ -25,7 +25,8 @@ LAYERS = {
     "runlock": 1,
     "sampling": 2,
     "batching": 2,
-    "token_cache": 2,  # the corpus tokenized once, as rank ids, cached on disk
+    "encoder": 2,  # text to provisional type ids, in this process or in forked workers
+    "token_cache": 3,  # the corpus tokenized once, as rank ids, cached on disk
     "device_pairs": 3,  # sampling and batching on the device, without host syncs
     "embedding": 3,
     "kernel": 3,

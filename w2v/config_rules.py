@@ -137,6 +137,7 @@ RULES: Dict[str, Check] = {
     "data.max_vocab_size": _integer(1, optional=True),
     "data.cache": _boolean,
     "data.cache_dir": _text(optional=True),
+    "data.tokenize_workers": _integer(1, 256, optional=True, meaning=" (null: one per core, up to 8)"),
     "model.dim": _integer(1),
     "model.num_shards": _integer(1),
     "model.partition_strategy": _choice(PARTITION_STRATEGIES),

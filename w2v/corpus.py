@@ -24,7 +24,7 @@ import os
 import re
 import zlib
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Union
 
 from . import safefile
 
@@ -178,23 +178,36 @@ class Tokenizer:
         characters without whitespace (``a,b,c,...``) is cut before its last token, so
         memory stays bounded there too.
         """
+        for piece in self.pieces(chunks):
+            tokens = piece if isinstance(piece, list) else self.tokenize(piece)
+            if tokens:
+                yield tokens
+
+    def pieces(self, chunks) -> Iterator[Union[str, List[str]]]:
+        """What :meth:`stream` tokenizes, in order, before it is tokenized.
+
+        Each piece is either text that starts and ends at whitespace (a ``str``: its tokens
+        are :meth:`tokenize`'s), or the tokens already cut from a run without whitespace
+        (a ``list``), so that pieces can be tokenized apart, in other processes.
+
+        >>> list(Tokenizer().pieces(["the ca", "t sat"]))
+        ['the ', 'cat ', 'sat']
+        """
         carry = ""
         for chunk in chunks:
             text = carry + chunk
             if not text:
                 continue
             cut = _whitespace_cut(text)
-            tokens = self.tokenize(text[:cut]) if cut else []
             carry = text[cut:]
+            if cut:
+                yield text[:cut]
             if len(carry) > CHUNK_CHARS:
                 more, carry = self._split_run(carry)
-                tokens += more
-            if tokens:
-                yield tokens
+                if more:
+                    yield more
         if carry:
-            tokens = self.tokenize(carry)
-            if tokens:
-                yield tokens
+            yield carry
 
     def _split_run(self, text: str):
         """Tokens of ``text`` (no whitespace in it) but the last one when it touches the end.

@@ -27,9 +27,9 @@ files and tokenizing their text is :mod:`w2v.corpus`'s job.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -42,31 +42,9 @@ import numpy as np
 
 from . import safefile
 from .corpus import DecodeStats, Tokenizer, read_chunks, resolve_corpus
+from .encoder import PARALLEL_CHARS, TypeIds, default_workers, encode_pieces
 
 CACHE_VERSION = 2  # 2: meta.json holds the corpus files' CRCs and the stream's fingerprint
-_WHITESPACE = re.compile(r"\s")
-
-
-class _TypeIds(dict):
-    """word -> provisional id, handing out the next id to each new word.
-
-    Each new word is checked once: one with whitespace in it, or an empty one, could not
-    be written to a vocabulary or vectors file, so the run is refused before training.
-    """
-
-    def __init__(self, pattern: str) -> None:
-        super().__init__()
-        self.pattern = pattern
-
-    def __missing__(self, word):
-        if isinstance(word, str) and (not word or _WHITESPACE.search(word)):
-            what = "matches the empty string" if not word else f"makes the token {word!r}, with whitespace in it"
-            raise ValueError(
-                f"data.token_pattern {self.pattern!r} {what}, which no vocabulary or word2vec file can hold; "
-                "use a pattern whose every match is one or more non-space characters, such as the default [^\\W\\d_]+"
-            )
-        i = self[word] = len(self)
-        return i
 
 
 @dataclass
@@ -127,12 +105,22 @@ def file_crc(path: Path, block: int = 1 << 20) -> str:
         raise ValueError(f"cannot read corpus file {path} ({safefile.reason(e)}); check the file and data.corpus") from None
 
 
-def encode(files: List[Path], tokenizer: Tokenizer, workdir: Path, progress=None) -> EncodedCorpus:
-    """Tokenize ``files`` once and renumber by frequency rank; files land in ``workdir``."""
+def encode(files: List[Path], tokenizer: Tokenizer, workdir: Path, progress=None, workers: Optional[int] = None) -> EncodedCorpus:
+    """Tokenize ``files`` once and renumber by frequency rank; files land in ``workdir``.
+
+    Args:
+        workers: processes that tokenize; ``None``: one per core (at most
+            :data:`~w2v.encoder.MAX_WORKERS`) when the files hold more than ~4M characters.
+    """
     sources = [file_crc(p) for p in files]  # before reading: a file changed meanwhile is seen next time
+    if workers is None:
+        chars = sum(p.stat().st_size * (3 if p.suffix == ".gz" else 1) for p in files)  # gzip: ~3x
+        workers = default_workers() if chars >= PARALLEL_CHARS else 1
     stats = DecodeStats()
     streams = (read_chunks(path, stats=stats) for path in files)
-    return encode_streams(streams, tokenizer, workdir, progress, stats, name=", ".join(map(str, files[:3])), sources=sources)
+    return encode_streams(
+        streams, tokenizer, workdir, progress, stats, name=", ".join(map(str, files[:3])), sources=sources, workers=workers
+    )
 
 
 def encode_streams(
@@ -143,6 +131,7 @@ def encode_streams(
     stats: Optional[DecodeStats] = None,
     name: str = "corpus",
     sources: Optional[List[str]] = None,
+    workers: int = 1,
 ) -> EncodedCorpus:
     """Encode text streams (each an iterable of text chunks) into ``workdir``.
 
@@ -158,25 +147,26 @@ def encode_streams(
         stats: the :class:`~w2v.corpus.DecodeStats` the streams report undecodable bytes to.
         name: what the corpus is called in error messages.
         sources: the CRC of each file the streams read, kept in ``meta.json``.
+        workers: processes that tokenize (:func:`~w2v.encoder.encode_pieces`); the result
+            is the same bitwise for any number.
 
     Raises:
         ValueError: the streams hold no token, or a token no vocabulary file can hold.
     """
-    ids = _TypeIds(tokenizer.pattern)
+    ids = TypeIds(tokenizer.pattern)
     counts = np.zeros(0, dtype=np.int64)
     raw = workdir / "provisional.u32"
     n = 0
+    pieces = itertools.chain.from_iterable(tokenizer.pieces(stream) for stream in streams)  # none spans two files
     with open(raw, "wb") as out:
-        for stream in streams:
-            for tokens in tokenizer.stream(stream):
-                arr = np.fromiter(map(ids.__getitem__, tokens), dtype=np.uint32, count=len(tokens))
-                arr.tofile(out)
-                if len(ids) > len(counts):
-                    counts = np.concatenate([counts, np.zeros(max(len(ids), 2 * len(counts)) - len(counts), np.int64)])
-                counts += np.bincount(arr, minlength=len(counts))
-                n += len(arr)
-                if progress is not None:
-                    progress(len(arr))
+        for arr in encode_pieces(pieces, tokenizer, ids, workers):
+            arr.tofile(out)
+            if len(ids) > len(counts):
+                counts = np.concatenate([counts, np.zeros(max(len(ids), 2 * len(counts)) - len(counts), np.int64)])
+            counts += np.bincount(arr, minlength=len(counts))
+            n += len(arr)
+            if progress is not None:
+                progress(len(arr))
     bad_bytes = stats.bad_bytes if stats is not None else 0
     if n == 0:
         raw.unlink()
@@ -187,7 +177,7 @@ def encode_streams(
         )
         raise ValueError(f"the corpus ({name}) has no tokens{hint}")
     counts = counts[: len(ids)]
-    types = list(ids)
+    types = ids.words
     del ids
     order = np.argsort(-counts, kind="stable")  # ties keep first-seen order
     rank = np.empty_like(order)
@@ -299,6 +289,7 @@ def load_corpus(
     cache_dir: Optional[str] = None,
     progress=None,
     warn: Callable[[str], None] = _warn,
+    workers: Optional[int] = None,
 ) -> EncodedCorpus:
     """Encode the corpus named by ``spec``, or load it from the cache.
 
@@ -309,6 +300,7 @@ def load_corpus(
         cache_dir: where; default ``$W2V_CACHE_DIR`` or ``~/.cache/w2v``.
         progress: optional callable given the number of tokens encoded so far, per chunk.
         warn: called with one line when a cache entry is damaged or stale (and rebuilt).
+        workers: processes that tokenize (see :func:`encode`); ``None``: by the corpus size.
 
     Raises:
         FileNotFoundError: nothing matches ``spec``.
@@ -338,7 +330,7 @@ def load_corpus(
     except OSError as e:
         raise _no_room(e, root, cache) from None
     try:
-        enc = encode(files, tokenizer, work, progress)
+        enc = encode(files, tokenizer, work, progress, workers)
         if not cache:
             enc.tokens = np.array(enc.tokens)  # into memory: the folder goes away
             return enc

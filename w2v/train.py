@@ -133,7 +133,9 @@ def _load_corpus(data, tokenizer: Tokenizer, warn=None):
     path = Path(data.corpus).expanduser()
     if path.name in _NOT_SHIPPED and not path.exists():
         raise FileNotFoundError(f"corpus not found: {data.corpus}; {_NOT_SHIPPED[path.name]}")
-    return load_corpus(data.corpus, tokenizer, cache=data.cache, cache_dir=data.cache_dir, warn=warn)
+    return load_corpus(
+        data.corpus, tokenizer, cache=data.cache, cache_dir=data.cache_dir, warn=warn, workers=data.tokenize_workers
+    )
 
 
 def _writable(folder: Path, key: str) -> Path:

@@ -1,0 +1,177 @@
+"""Text to provisional type ids: each new word gets the next id, in this process or in several.
+
+The ids are the order in which words are first met in the corpus, whatever the number of
+processes, so the encoded corpus (and its fingerprint) is the same bitwise.
+
+With ``workers > 1`` the pieces of text (:meth:`w2v.corpus.Tokenizer.pieces`) go to
+worker processes, a bounded number at a time, so memory stays bounded. Each worker
+tokenizes its pieces and numbers the words with its own table; it sends back its ids and
+the words it met for the first time, in order. This process takes the results in corpus
+order and maps each worker's ids to the global ones: a word new to the whole corpus is
+new to the worker that met it first, and is numbered here when that piece's turn comes.
+Tokenizing runs at ~3M tokens a second on one core; here, close to that per worker.
+
+Workers are forked (Linux), and only when this process runs no other Python thread: a
+forked child inherits no thread, and with a thread in the middle of an import or a lock
+the child could wait forever. Elsewhere, or with one worker, the pieces are encoded here.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import threading
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Deque, Dict, Iterable, Iterator, List, Optional, Union
+
+import numpy as np
+
+from .corpus import Tokenizer
+
+_WHITESPACE = re.compile(r"\s")
+MAX_WORKERS = 8  # past ~8, reading and decoding the text (here, on one core) is the limit
+PARALLEL_CHARS = 4 << 20  # a corpus of fewer characters (estimated) is encoded here: starting workers costs more
+
+
+class TypeIds(dict):
+    """word -> provisional id, handing out the next id to each new word.
+
+    Each new word is checked once: one with whitespace in it, or an empty one, could not
+    be written to a vocabulary or vectors file, so the run is refused before training.
+
+    Attributes:
+        words: the words in id order (``words[i]`` has id ``i``).
+    """
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = pattern
+        self.words: List[str] = []
+
+    def __missing__(self, word):
+        if isinstance(word, str) and (not word or _WHITESPACE.search(word)):
+            what = "matches the empty string" if not word else f"makes the token {word!r}, with whitespace in it"
+            raise ValueError(
+                f"data.token_pattern {self.pattern!r} {what}, which no vocabulary or word2vec file can hold; "
+                "use a pattern whose every match is one or more non-space characters, such as the default [^\\W\\d_]+"
+            )
+        i = self[word] = len(self)
+        self.words.append(word)
+        return i
+
+    def encode(self, tokens: List[str]) -> np.ndarray:
+        """The ids of ``tokens`` (new words numbered on the way), as ``uint32``."""
+        return np.fromiter(map(self.__getitem__, tokens), dtype=np.uint32, count=len(tokens))
+
+
+def default_workers() -> int:
+    """The cores this process may use, at most :data:`MAX_WORKERS`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
+def can_fork() -> bool:
+    """Whether worker processes can be forked safely now (Linux, no other Python thread)."""
+    return (
+        sys.platform.startswith("linux")
+        and "fork" in multiprocessing.get_all_start_methods()
+        and threading.active_count() == 1
+    )
+
+
+def encode_pieces(
+    pieces: Iterable[Union[str, List[str]]], tokenizer: Tokenizer, ids: TypeIds, workers: int = 1
+) -> Iterator[np.ndarray]:
+    """The provisional ids of each piece's tokens, in order (pieces without tokens yield nothing).
+
+    Args:
+        pieces: text cut at whitespace, or tokens already cut (:meth:`Tokenizer.pieces`).
+        tokenizer: how a text piece becomes tokens.
+        ids: the table that numbers the words (grows as words are met).
+        workers: processes that tokenize (1: this one; see :func:`can_fork`).
+
+    Raises:
+        ValueError: a token no vocabulary file can hold, or a worker process died.
+    """
+    if workers <= 1 or not can_fork():
+        for piece in pieces:
+            tokens = piece if isinstance(piece, list) else tokenizer.tokenize(piece)
+            if tokens:
+                yield ids.encode(tokens)
+        return
+    yield from _Workers(tokenizer, ids, workers).encode(pieces)
+
+
+# -- in a worker process ------------------------------------------------------------------
+_OWN: Dict[str, object] = {}  # the worker's tokenizer and word table
+
+
+def _start_worker(pattern: str, lowercase: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    _OWN["tokenizer"] = Tokenizer(pattern, lowercase)
+    _OWN["ids"] = TypeIds(pattern)
+
+
+def _encode_in_worker(text: str):
+    """``(pid, ids, new words)`` of one piece, in the worker's own numbering."""
+    ids: TypeIds = _OWN["ids"]  # type: ignore[assignment]
+    known = len(ids)
+    local = ids.encode(_OWN["tokenizer"].tokenize(text))  # type: ignore[union-attr]
+    return os.getpid(), local, ids.words[known:]
+
+
+# -- in this process ----------------------------------------------------------------------
+class _Workers:
+    """A pool of forked tokenizers whose results are taken in corpus order."""
+
+    def __init__(self, tokenizer: Tokenizer, ids: TypeIds, workers: int) -> None:
+        self.tokenizer, self.ids, self.workers = tokenizer, ids, workers
+        self.to_global: Dict[int, np.ndarray] = {}  # per worker: its id -> the global id
+        self.known: Dict[int, int] = {}  # per worker: how many of its ids are mapped
+
+    def encode(self, pieces: Iterable[Union[str, List[str]]]) -> Iterator[np.ndarray]:
+        context = multiprocessing.get_context("fork")
+        pool = ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_start_worker,
+            initargs=(self.tokenizer.pattern, self.tokenizer.lowercase),
+        )
+        waiting: Deque = deque()
+        try:
+            for piece in pieces:
+                # A list (tokens cut from a run without whitespace) is numbered here, in its turn.
+                waiting.append(piece if isinstance(piece, list) else pool.submit(_encode_in_worker, piece))
+                if len(waiting) >= 2 * self.workers:  # at most this many pieces in memory
+                    done = self._take(waiting.popleft())
+                    if done.size:
+                        yield done
+            while waiting:
+                done = self._take(waiting.popleft())
+                if done.size:
+                    yield done
+        except BrokenProcessPool:
+            raise ValueError(
+                "a tokenizing process ended unexpectedly (killed, or out of memory); "
+                "tokenize in one process with data.tokenize_workers=1"
+            ) from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _take(self, item) -> np.ndarray:
+        if isinstance(item, list):
+            return self.ids.encode(item)
+        pid, local, new = item.result()
+        table = self.to_global.get(pid, np.zeros(0, dtype=np.uint32))
+        known = self.known.get(pid, 0)
+        if known + len(new) > len(table):  # grow by doubling: amortised O(1) per word
+            table = np.concatenate([table, np.zeros(max(known + len(new), 2 * len(table)) - len(table), np.uint32)])
+        table[known : known + len(new)] = self.ids.encode(new)
+        self.to_global[pid], self.known[pid] = table, known + len(new)
+        return table[local]
