@@ -46,6 +46,7 @@ LAYERS = {
     "query": 8,
     "cli": 8,
     "overrides": 9,
+    "monitor": 9,  # what a run shows: its lines, the progress bar, TensorBoard
     "train": 10,
 }
 SAME_LAYER_OK = {8}  # the vectors side is one group of small modules

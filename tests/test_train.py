@@ -521,40 +521,6 @@ def test_probe_neighbours_come_from_frequent_words_and_missing_probes_are_named(
     assert "probe words not in the vocabulary: nosuchword" in out
 
 
-def test_scores_name_their_units():
-    from w2v.train import _scores
-
-    text = _scores({"analogy": 0.17844, "ws353_spearman": 0.515, "ws353_oov_pct": 12.7479})
-    assert text == "analogy 17.84%, ws353_spearman 0.5150, ws353_oov 12.7%"
-
-
-class _Scalars:
-    def __init__(self):
-        self.points = []
-
-    def add_scalar(self, tag, value, step):
-        self.points.append((tag, value, step))
-
-
-def test_words_per_second_leave_out_the_pauses_between_epochs():
-    from types import SimpleNamespace
-
-    from w2v.train import _Monitor
-
-    writer = _Scalars()
-    monitor = _Monitor(total_words=20_000, epoch_words=10_000, writer=writer, show=False)
-    stats = [SimpleNamespace(lr=0.01)]
-    for epoch in range(2):
-        report = monitor.for_epoch(epoch)
-        time.sleep(0.05)
-        report(10_000, stats, 1.0)
-        monitor.end_epoch(epoch)
-        time.sleep(1.0)  # evaluation between epochs
-    monitor.close()
-    rates = [value for tag, value, _ in writer.points if tag == "train/words_per_sec"]
-    assert len(rates) == 2 and min(rates) > 10_000 / 0.5  # 10,000 words in ~0.05 s; with the pause, < 10,000/s
-
-
 # --- nothing trained is lost -----------------------------------------------------------------
 
 import errno  # noqa: E402

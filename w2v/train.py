@@ -24,7 +24,6 @@ the command line's overrides are checked by :mod:`w2v.overrides` before Hydra ru
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -34,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -48,6 +46,8 @@ from .config import register_configs
 from .config_rules import parse_device, validate
 from .corpus import Tokenizer, resolve_corpus
 from .model import SkipGramNS
+from .monitor import Monitor, NoWriter, format_scores, import_in_background, open_tensorboard, quiet
+from .monitor import say as _say  # a line of the run; `say` in _train is rank 0's only
 from .resume import check_corpus, check_resumable, restore_tables
 from .runlock import RunLock
 from .safefile import atomic_write, reason, sweep
@@ -58,29 +58,6 @@ from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
 from .vocab import Vocab
 
 log = logging.getLogger("w2v.train")  # by name: run as ``python -m``, __name__ is __main__
-
-
-def _say(text: str, err: bool = False, level: int = logging.INFO, bar=None) -> None:
-    """Print a line of the run (notes and warnings on stderr) and keep it in the log, if any.
-
-    The command line logs ``w2v.train`` to the run folder's ``train.log`` alone; without a
-    handler (a script calling :func:`train`) the line is printed once, not again by
-    ``logging``'s last resort.
-
-    Args:
-        bar: a tqdm bar to print above, so that the line does not break it.
-    """
-    stream = sys.stderr if err else sys.stdout
-    if bar is not None:
-        bar.write(text, file=stream)
-    else:
-        print(text, file=stream)
-    if log.hasHandlers():
-        log.log(level, text)
-
-
-def _quiet(*args, **kwargs) -> None:
-    """What ranks other than 0 say: nothing."""
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -200,30 +177,6 @@ def _save_somewhere(name: str, write: Callable[[Path], None], folders: List[Path
     return None, refused
 
 
-class _Guarded:
-    """A TensorBoard writer whose failure to write (a full disk) is one warning, not the end of the run."""
-
-    def __init__(self, writer, folder: Path, note: Callable[[str], None]) -> None:
-        self._writer, self._folder, self._note, self._failed = writer, folder, note, False
-
-    def __getattr__(self, name):
-        method = getattr(self._writer, name)
-        if not callable(method):
-            return method
-
-        def call(*args, **kwargs):
-            if self._failed:
-                return None
-            try:
-                return method(*args, **kwargs)
-            except OSError as e:
-                self._failed = True
-                self._note(f"warning: TensorBoard logging stopped: cannot write into {self._folder} ({reason(e)})")
-                return None
-
-        return call
-
-
 @contextlib.contextmanager
 def _one_encoder(world: int, main: bool):
     """Over several processes, rank 0 reads (and caches) the corpus first, then the others."""
@@ -234,61 +187,6 @@ def _one_encoder(world: int, main: bool):
     if world > 1 and main:
         with parallel.peer_failures("reading the corpus"):
             dist.barrier()
-
-
-class _NoWriter:
-    """What ranks other than 0 log to: nothing."""
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
-
-
-class _Monitor:
-    """tqdm bar and TensorBoard scalars fed by the trainer's progress callback.
-
-    Words/s count training time only: each epoch restarts the clocks, so the evaluation
-    between epochs does not slow the figures down, and each epoch's end fills the bar.
-    """
-
-    def __init__(self, total_words: int, epoch_words: int, writer, show: bool, start: int = 0) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=total_words, initial=start, unit="w", unit_scale=True, dynamic_ncols=True, disable=not show, mininterval=0.5
-        )
-        self.writer, self.epoch_words = writer, epoch_words
-        self.last = (time.perf_counter(), start)
-
-    def for_epoch(self, epoch: int):
-        base = epoch * self.epoch_words
-        self.bar.unpause()  # the time since the last update (evaluation) is not training
-        self.last = (time.perf_counter(), max(base, self.bar.n))
-
-        def report(words: int, stats, loss: float) -> None:
-            done = base + words
-            now = time.perf_counter()
-            t0, w0 = self.last
-            rate = (done - w0) / max(now - t0, 1e-9)
-            self.last = (now, done)
-            lr = max(s.lr for s in stats)
-            self.bar.update(done - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.5f}", epoch=epoch + 1, refresh=False)
-            self.writer.add_scalar("train/loss", loss, done)
-            self.writer.add_scalar("train/lr", lr, done)
-            self.writer.add_scalar("train/words_per_sec", rate, done)
-
-        return report
-
-    def end_epoch(self, epoch: int) -> None:
-        """Fill the bar to the epoch's end (the last report comes up to half a second earlier)."""
-        self.bar.update(max((epoch + 1) * self.epoch_words - self.bar.n, 0))
-
-    def say(self, text: str, err: bool = False) -> None:
-        """A line of the run (see :func:`_say`) that does not break the bar."""
-        _say(text, err=err, bar=self.bar)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
@@ -315,7 +213,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     """
     run_started = time.perf_counter()
     validate(cfg)
-    tensorboard = _import_in_background("torch.utils.tensorboard")  # 0.1-0.4 s, while the corpus loads
+    tensorboard = import_in_background("torch.utils.tensorboard")  # 0.1-0.4 s, while the corpus loads
     logging.getLogger("w2v.evaluate").setLevel(logging.WARNING)  # the run prints its own summary
     device = parallel.local_device(resolve_device(cfg.train.device))
     # Under torchrun: join the other processes. Rank 0 alone prints, logs and writes files.
@@ -338,7 +236,7 @@ def _train(
     from .vectors import WordVectors
 
     main = rank == 0
-    say = _say if main else _quiet
+    say = _say if main else quiet
     config = _plain(cfg)
     ckpt = None
     if cfg.train.resume:  # before the corpus: a bad checkpoint fails fast
@@ -410,19 +308,14 @@ def _train(
             raise ValueError(
                 f"cannot write into hydra.run.dir={out} ({reason(e)}); free space there or choose another hydra.run.dir"
             ) from None
-    writer = _NoWriter()
 
     def note(text: str) -> None:
         """A line on stderr from rank 0, clear of the progress bar."""
         if main:
             monitor.say(text, err=True)
 
-    if main:
-        try:
-            writer = _Guarded(tensorboard.result().SummaryWriter(str(out / "tb")), out / "tb", note)
-        except OSError as e:
-            say(f"warning: no TensorBoard logging: cannot write into {out / 'tb'} ({reason(e)})", err=True)
-    monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, start.words if start else 0)
+    writer = open_tensorboard(tensorboard, out / "tb", note) if main else NoWriter()
+    monitor = Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, start.words if start else 0)
     metrics: Dict[str, Any] = {
         "vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device), "step": trainer.strategy.name,
     }
@@ -533,7 +426,7 @@ def _train(
         scores = evaluate(wv, step)
         probes(wv, step)
         projector(wv, step)
-        monitor.say(f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s" + _scores(scores, ", "))
+        monitor.say(f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s" + format_scores(scores, ", "))
 
     signals = held.enter_context(RunSignals(trainer))
     try:
@@ -621,7 +514,7 @@ def _train(
     else:
         _say(f"training had ended in {resumed_from}: evaluated and exported only; final loss {result.loss:.4f}")
     if scores:
-        _say(f"evaluation (eval.restrict_vocab={cfg.eval.restrict_vocab}): " + _scores(scores))
+        _say(f"evaluation (eval.restrict_vocab={cfg.eval.restrict_vocab}): " + format_scores(scores))
     if neighbours:
         among = min(cfg.eval.probe_vocab or len(vocab), len(vocab))
         _say(f"nearest neighbours (among the {among:,} most frequent words):\n" + neighbours)
@@ -658,27 +551,6 @@ class _Background:
         if self._error is not None:
             raise self._error
         return self._value
-
-
-def _import_in_background(name: str) -> Future:
-    """Import module ``name`` on a thread; the future's ``result()`` is the module."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="w2v-import")
-    future = pool.submit(importlib.import_module, name)
-    pool.shutdown(wait=False)
-    return future
-
-
-def _scores(scores: Dict[str, float], lead: str = "") -> str:
-    """Evaluation scores with their units: ``analogy 17.84%, ws353_spearman 0.5150, ws353_oov 12.7%``."""
-    shown = []
-    for name, value in scores.items():
-        if name == "analogy":
-            shown.append(f"analogy {100 * value:.2f}%")
-        elif name.endswith("_pct"):
-            shown.append(f"{name[:-4]} {value:.1f}%")
-        else:
-            shown.append(f"{name} {value:.4f}")
-    return lead + ", ".join(shown) if shown else ""
 
 
 def _keep_trained(out: Path, export_dir: Path, resumed_from, trained_words: int, saved: list, write) -> Path:
