@@ -47,7 +47,8 @@ LAYERS = {
     "cli": 8,
     "overrides": 9,
     "monitor": 9,  # what a run shows: its lines, the progress bar, TensorBoard
-    "train": 10,
+    "run_folder": 10,  # where a run's files go: the folder it holds, spare folders when full
+    "train": 11,
 }
 SAME_LAYER_OK = {8}  # the vectors side is one group of small modules
 # Names that moved up to a module of their own are still handed out by their old home, for

@@ -565,16 +565,16 @@ def test_a_signal_after_training_finds_the_tables_saved_and_resuming_only_export
 
 
 def test_a_signal_while_the_tables_are_saved_waits_for_the_file(planted, cache_dir, tmp_path, monkeypatch):
-    from w2v import train as train_module
+    from w2v import run_folder
 
     corpus, _ = planted
-    real = train_module.save_checkpoint
+    real = run_folder.save_checkpoint
 
     def save_interrupted(path, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives before the file is written
         real(path, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_interrupted)
+    monkeypatch.setattr(run_folder, "save_checkpoint", save_interrupted)
     with pytest.raises(FinishingInterrupted) as stopped:
         train(small_config(corpus, cache_dir, epochs=1), tmp_path)
     assert stopped.value.signum == signal.SIGTERM and stopped.value.doing == "saving the trained tables"

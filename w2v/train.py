@@ -30,18 +30,17 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
 from . import parallel, runlock
 from .budget import check_run
-from .checkpoint import FINAL, FOLDER, CheckpointFolder, load_checkpoint, save_checkpoint
+from .checkpoint import FINAL, FOLDER, CheckpointFolder, load_checkpoint
 from .config import register_configs
 from .config_rules import parse_device, validate
 from .corpus import Tokenizer, resolve_corpus
@@ -49,8 +48,8 @@ from .model import SkipGramNS
 from .monitor import Monitor, NoWriter, format_scores, import_in_background, open_tensorboard, quiet
 from .monitor import say as _say  # a line of the run; `say` in _train is rank 0's only
 from .resume import check_corpus, check_resumable, restore_tables
-from .runlock import RunLock
-from .safefile import atomic_write, reason, sweep
+from .run_folder import RunCheckpoints, claim_folders
+from .safefile import atomic_write, reason
 from .stopping import FinishingInterrupted, RunSignals
 from .strategies import sharded_tables
 from .token_cache import load_corpus
@@ -113,70 +112,6 @@ def _load_corpus(data, tokenizer: Tokenizer, warn=None):
     return load_corpus(data.corpus, tokenizer, cache=data.cache, cache_dir=data.cache_dir, warn=warn)
 
 
-def _writable(folder: Path, key: str) -> Path:
-    """Create ``folder`` if needed and check that files can be written in it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise ValueError(f"{key}={folder} is not writable ({e.strerror or e}); choose a folder you can write to") from None
-    return folder
-
-
-def _claim_folders(cfg, output_dir, main: bool, world: int) -> Tuple[Path, Path, Optional[RunLock]]:
-    """The run folder (rank 0's for every rank), held by rank 0 alone, and the export folder.
-
-    Raises:
-        ValueError: a folder is not writable, or another live run holds the run folder.
-    """
-    lock, problem = None, None
-    if main:
-        try:
-            lock = RunLock(_writable(Path(output_dir), "hydra.run.dir"))
-        except ValueError as e:
-            problem = str(e)
-    if world > 1:  # every rank writes into rank 0's run folder, and stops with it
-        shared = [str(output_dir), problem]
-        dist.broadcast_object_list(shared, src=0)
-        output_dir, problem = shared
-    if problem:
-        raise ValueError(problem)
-    try:
-        out = _writable(Path(output_dir), "hydra.run.dir")
-        export_dir = _writable(Path(cfg.export.dir), "export.dir") if cfg.export.dir else out
-    except ValueError:
-        if lock is not None:
-            lock.release()
-        raise
-    if main:  # what killed runs left: temp files of exports and checkpoints
-        for folder in (out, out / FOLDER, export_dir):
-            sweep(folder)
-    return out, export_dir, lock
-
-
-def _spare_folders(out: Path, export_dir: Path) -> List[Path]:
-    """Where the trained tables go when the run folder has no room: beside the vectors, else $TMPDIR."""
-    return [export_dir, Path(tempfile.gettempdir()) / f"w2v-saved-{out.name}-{os.getpid()}"]
-
-
-def _save_somewhere(name: str, write: Callable[[Path], None], folders: List[Path]) -> Tuple[Optional[Path], List[str]]:
-    """``write(folder / name)`` into the first of ``folders`` that takes it.
-
-    Returns:
-        the path written (``None``: none took it), and why each folder tried before refused.
-    """
-    refused = []
-    for folder in dict.fromkeys(folders):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            write(folder / name)
-            return folder / name, refused
-        except OSError as e:
-            refused.append(f"{folder} ({reason(e)})")
-    return None, refused
-
-
 @contextlib.contextmanager
 def _one_encoder(world: int, main: bool):
     """Over several processes, rank 0 reads (and caches) the corpus first, then the others."""
@@ -221,7 +156,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     rank, world = parallel.rank_and_size()
     check_run(cfg, device, world)  # what the settings will allocate, before allocating it
     analogies, similarity = _data_file(cfg.eval.analogies), _data_file(cfg.eval.similarity)
-    out, export_dir, lock = _claim_folders(cfg, output_dir, rank == 0, world)
+    out, export_dir, lock = claim_folders(cfg, output_dir, rank == 0, world)
     with contextlib.ExitStack() as held:  # the run folder's lock, the signal handlers: released on return
         if lock is not None:
             held.callback(lock.release)
@@ -324,38 +259,7 @@ def _train(
     if resumed_from:
         metrics["resumed_from"] = resumed_from
     record = {"tokens": len(corpus), "fingerprint": corpus.fingerprint}
-    checkpoints = CheckpointFolder(
-        out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record, replicated=not sharded
-    )
-    saved: list = []
-    unsaved: list = []  # why the checkpoint of a stop could not be written
-
-    def save(state: TrainState) -> None:
-        """A periodic checkpoint, or a stop's; a full disk is a warning, and a stop's state is kept elsewhere."""
-        try:
-            path = checkpoints.save(model, vocab, config, state.to_dict())
-        except OSError as e:
-            refused, path = [f"{checkpoints.folder} ({reason(e)})"], None
-            stopping = signals.received is not None
-            if stopping and world == 1:  # a stop: this state must be kept somewhere
-                path, more = _save_somewhere(
-                    checkpoints.path(state.words).name,
-                    lambda p: save_checkpoint(p, model, vocab, config, state.to_dict(), corpus=record),
-                    [f / FOLDER for f in _spare_folders(out, export_dir) if f / FOLDER != checkpoints.folder],
-                )
-                refused += more
-            if path is None:
-                if stopping:
-                    unsaved.append("; ".join(refused))
-                else:
-                    note(
-                        f"warning: no checkpoint at {state.words:,} words: cannot write into {'; '.join(refused)}; "
-                        "training goes on (free space there)" + (f"; the last saved is {saved[-1]}" if saved else "")
-                    )
-                return
-            note(f"warning: cannot write into {refused[0]}; the checkpoint goes to {path} instead")
-        saved.append(path)
-        note(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)")
+    folder = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record, replicated=not sharded)
 
     def tables():
         """Both whole tables on rank 0 (``None`` elsewhere): a collective over several processes."""
@@ -429,17 +333,19 @@ def _train(
         monitor.say(f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s" + format_scores(scores, ", "))
 
     signals = held.enter_context(RunSignals(trainer))
+    checkpoints = RunCheckpoints(folder, model, vocab, config, out, export_dir, world, resumed_from, signals, note)
     try:
-        result = trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=save, start=start)
+        result = trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=checkpoints.save, start=start)
     except BaseException as e:
         monitor.close()
         writer.close()
         if isinstance(e, TrainingInterrupted):
+            saved, unsaved = checkpoints.saved, checkpoints.unsaved
             e.checkpoint = saved[-1] if saved and not unsaved else None
             e.unsaved = unsaved[-1] if unsaved else None  # why no checkpoint of the stop could be written
-            e.last = saved[-1] if saved else resumed_from  # then, the latest one there is
+            e.last = checkpoints.last  # then, the latest one there is
         if isinstance(e, TrainingDiverged):
-            last = saved[-1] if saved else resumed_from
+            last = checkpoints.last
             hint = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
             raise TrainingDiverged(f"{e}; {hint}") from None
         raise
@@ -459,9 +365,7 @@ def _train(
     # while this one saves the checkpoint and writes the outputs; only this thread writes
     # files, so a signal still finds no partial file and names the saved tables.
     scoring = _Background(score, wv)
-    kept = _keep_trained(out, export_dir, resumed_from, result.words, saved, lambda path: save_checkpoint(
-        path, model, vocab, config, trainer.state.to_dict(), tables=final, corpus=record
-    ))
+    kept = checkpoints.keep_trained(trainer.state, final, result.words)
     signals.finish(str(kept), "evaluating")
     finish = f"train.resume={kept.parent if kept.name == FINAL else kept}"
 
@@ -551,27 +455,6 @@ class _Background:
         if self._error is not None:
             raise self._error
         return self._value
-
-
-def _keep_trained(out: Path, export_dir: Path, resumed_from, trained_words: int, saved: list, write) -> Path:
-    """Write the trained tables as ``checkpoint.pt``: into the run folder, else a spare folder.
-
-    Returns:
-        the file (the checkpoint resumed from, when it is this folder's and nothing was trained).
-
-    Raises:
-        ValueError: no folder took it; the message names the last checkpoint saved.
-    """
-    if not trained_words and resumed_from and Path(resumed_from) == out / FINAL:
-        return Path(resumed_from)  # already here, whole
-    path, refused = _save_somewhere(FINAL, write, [out, *_spare_folders(out, export_dir)])
-    if path is None:
-        last = saved[-1] if saved else resumed_from
-        then = f"resume from the last checkpoint, train.resume={last}" if last else "train again"
-        raise ValueError(f"cannot save the trained tables: no room in {'; '.join(refused)}; free space, then {then}")
-    if refused:
-        _say(f"warning: cannot write {FINAL} into {refused[0]}; the trained tables are saved in {path} instead", err=True)
-    return path
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, TrainingDiverged)
