@@ -48,6 +48,7 @@ LAYERS = {
     "overrides": 9,
     "monitor": 9,  # what a run shows: its lines, the progress bar, TensorBoard
     "run_folder": 10,  # where a run's files go: the folder it holds, spare folders when full
+    "run_eval": 10,  # a run's vectors evaluated between epochs and at the end
     "train": 11,
 }
 SAME_LAYER_OK = {8}  # the vectors side is one group of small modules

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.distributed as dist
@@ -48,6 +48,7 @@ from .model import SkipGramNS
 from .monitor import Monitor, NoWriter, format_scores, import_in_background, open_tensorboard, quiet
 from .monitor import say as _say  # a line of the run; `say` in _train is rank 0's only
 from .resume import check_corpus, check_resumable, restore_tables
+from .run_eval import RunEvaluation, whole_tables, word_vectors
 from .run_folder import RunCheckpoints, claim_folders
 from .safefile import atomic_write, reason
 from .stopping import FinishingInterrupted, RunSignals
@@ -167,9 +168,6 @@ def _train(
     cfg, out: Path, export_dir: Path, device, rank: int, world: int, analogies, similarity, held, tensorboard, run_started,
 ) -> Dict[str, Any]:
     """:func:`train` once its folders are claimed; ``held`` releases what it installs when the run ends."""
-    from .evaluate import evaluate_word_analogies, evaluate_word_pairs
-    from .vectors import WordVectors
-
     main = rank == 0
     say = _say if main else quiet
     config = _plain(cfg)
@@ -261,76 +259,14 @@ def _train(
     record = {"tokens": len(corpus), "fingerprint": corpus.fingerprint}
     folder = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record, replicated=not sharded)
 
-    def tables():
-        """Both whole tables on rank 0 (``None`` elsewhere): a collective over several processes."""
-        if not sharded:  # one process, or replicas: equal on every rank after the last merge
-            return model.input.weight.detach(), model.output.weight.detach()
-        with parallel.peer_failures("gathering the tables"):
-            return model.input.full_table(dst=0), model.output.full_table(dst=0)
-
-    def vectors(table) -> WordVectors:
-        return WordVectors(vocab.index_to_key, table.cpu().numpy(), counts=vocab.counts)
-
-    warned: list = []
-
-    def score(wv: WordVectors) -> Tuple[Dict[str, float], Optional[str]]:
-        """The evaluation's scores, and why it was skipped (if it was); reads ``wv`` only."""
-        scores = {}
-        try:  # a corpus that shares no words with an evaluation set still trains
-            if analogies is not None:
-                accuracy, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab or None)
-                scores["analogy"] = float(accuracy)
-            if similarity is not None:
-                _, spearman, oov = evaluate_word_pairs(wv, similarity, restrict_vocab=cfg.eval.restrict_vocab or None)
-                scores["ws353_spearman"] = float(spearman[0])
-                scores["ws353_oov_pct"] = float(oov)
-        except ValueError as e:
-            return scores, str(e)
-        return scores, None
-
-    def report(scored: Tuple[Dict[str, float], Optional[str]], step: int) -> Dict[str, float]:
-        """Log what :func:`score` found: the scores to TensorBoard, a skipped evaluation once."""
-        scores, skipped = scored
-        if skipped and not warned:
-            monitor.say(f"warning: evaluation skipped: {skipped}", err=True)
-            warned.append(True)
-        for name, value in scores.items():
-            writer.add_scalar(f"eval/{name}", value, step)
-        return scores
-
-    def evaluate(wv: WordVectors, step: int) -> Dict[str, float]:
-        return report(score(wv), step)
-
-    def probes(wv: WordVectors, step: int) -> str:
-        """Each probe word's neighbours among the frequent words (as analogies are scored)."""
-        lines = []
-        for word in cfg.eval.probe_words:
-            if word in wv:
-                near = wv.most_similar(word, topn=cfg.eval.topn, restrict_vocab=cfg.eval.probe_vocab or None)
-                lines.append(f"{word}: " + ", ".join(f"{w} {s:.2f}" for w, s in near))
-        text = "\n".join(lines)
-        if text:
-            writer.add_text("neighbours", text.replace("\n", "  \n"), step)
-        return text
-
-    def projector(wv: WordVectors, step: int) -> None:
-        if cfg.eval.projector_words > 0:
-            n = min(cfg.eval.projector_words, len(wv))
-            writer.add_embedding(torch.from_numpy(wv.vectors[:n]), metadata=wv.index_to_key[:n], global_step=step, tag="input")
+    evaluation = RunEvaluation(cfg.eval, analogies, similarity, writer, monitor.say)
 
     def on_epoch_end(epoch: int, result) -> None:
-        step = (epoch + 1) * len(corpus)
         monitor.end_epoch(epoch)
-        if not cfg.eval.every_epoch or epoch + 1 == cfg.train.epochs:
-            return
-        table = tables()[0]
-        if not main:
-            return
-        wv = vectors(table)
-        scores = evaluate(wv, step)
-        probes(wv, step)
-        projector(wv, step)
-        monitor.say(f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s" + format_scores(scores, ", "))
+        if cfg.eval.every_epoch and epoch + 1 != cfg.train.epochs:
+            table = whole_tables(model, sharded)[0]  # a collective: every rank takes part
+            if main:
+                evaluation.between_epochs(epoch, word_vectors(vocab, table), result, step=(epoch + 1) * len(corpus))
 
     signals = held.enter_context(RunSignals(trainer))
     checkpoints = RunCheckpoints(folder, model, vocab, config, out, export_dir, world, resumed_from, signals, note)
@@ -354,17 +290,17 @@ def _train(
 
     if world > 1:  # what the ranks' exchanges cost
         metrics.update(trainer.strategy.traffic(trainer.global_step))
-    final = tables()
+    final = whole_tables(model, sharded)
     if not main:  # rank 0 writes the files a single process writes
         writer.close()
         parallel.shutdown()
         return {**metrics, "words_per_sec": result.words_per_sec, "loss": result.loss}
-    wv = vectors(final[0])
+    wv = word_vectors(vocab, final[0])
     wv.fill_norms()  # once, before two threads read the unit table
     # The evaluation's matrix products (which release the GIL) run on a thread of their own
     # while this one saves the checkpoint and writes the outputs; only this thread writes
     # files, so a signal still finds no partial file and names the saved tables.
-    scoring = _Background(score, wv)
+    scoring = _Background(evaluation.score, wv)
     kept = checkpoints.keep_trained(trainer.state, final, result.words)
     signals.finish(str(kept), "evaluating")
     finish = f"train.resume={kept.parent if kept.name == FINAL else kept}"
@@ -376,9 +312,9 @@ def _train(
         loss=result.loss,
         epoch_losses=result.epoch_losses,
     )
-    neighbours = probes(wv, final_step)
+    neighbours = evaluation.probes(wv, final_step)
     signals.now("writing the projector")
-    projector(wv, final_step)
+    evaluation.projector(wv, final_step)
 
     for fmt in cfg.export.formats:
         signals.now(f"exporting vectors.{fmt}")
@@ -394,7 +330,7 @@ def _train(
                 f"are saved in {kept}"
             ) from None
     signals.now("evaluating")
-    scores = report(scoring.result(), final_step)
+    scores = evaluation.report(scoring.result(), final_step)
     metrics.update(scores)
     writer.close()
     metrics["run_seconds"] = time.perf_counter() - run_started
