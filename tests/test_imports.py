@@ -49,7 +49,8 @@ LAYERS = {
     "monitor": 9,  # what a run shows: its lines, the progress bar, TensorBoard
     "run_folder": 10,  # where a run's files go: the folder it holds, spare folders when full
     "run_eval": 10,  # a run's vectors evaluated between epochs and at the end
-    "train": 11,
+    "finish": 11,  # the last stage: tables saved, then evaluation, export, metrics
+    "train": 12,
 }
 SAME_LAYER_OK = {8}  # the vectors side is one group of small modules
 # Names that moved up to a module of their own are still handed out by their old home, for

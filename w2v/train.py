@@ -24,16 +24,14 @@ the command line's overrides are checked by :mod:`w2v.overrides` before Hydra ru
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 import torch.distributed as dist
@@ -45,12 +43,13 @@ from .config import register_configs
 from .config_rules import parse_device, validate
 from .corpus import Tokenizer, resolve_corpus
 from .model import SkipGramNS
-from .monitor import Monitor, NoWriter, format_scores, import_in_background, open_tensorboard, quiet
+from .monitor import Monitor, NoWriter, import_in_background, open_tensorboard, quiet
 from .monitor import say as _say  # a line of the run; `say` in _train is rank 0's only
 from .resume import check_corpus, check_resumable, restore_tables
+from .finish import finish
 from .run_eval import RunEvaluation, whole_tables, word_vectors
 from .run_folder import RunCheckpoints, claim_folders
-from .safefile import atomic_write, reason
+from .safefile import reason
 from .stopping import FinishingInterrupted, RunSignals
 from .strategies import sharded_tables
 from .token_cache import load_corpus
@@ -295,102 +294,13 @@ def _train(
         writer.close()
         parallel.shutdown()
         return {**metrics, "words_per_sec": result.words_per_sec, "loss": result.loss}
-    wv = word_vectors(vocab, final[0])
-    wv.fill_norms()  # once, before two threads read the unit table
-    # The evaluation's matrix products (which release the GIL) run on a thread of their own
-    # while this one saves the checkpoint and writes the outputs; only this thread writes
-    # files, so a signal still finds no partial file and names the saved tables.
-    scoring = _Background(evaluation.score, wv)
-    kept = checkpoints.keep_trained(trainer.state, final, result.words)
-    signals.finish(str(kept), "evaluating")
-    finish = f"train.resume={kept.parent if kept.name == FINAL else kept}"
-
-    final_step = cfg.train.epochs * len(corpus)
-    metrics.update(
-        words_per_sec=result.words_per_sec,
-        train_seconds=result.seconds,
-        loss=result.loss,
-        epoch_losses=result.epoch_losses,
+    metrics = finish(
+        cfg, vocab, final, trainer.state, result, out=out, export_dir=export_dir, checkpoints=checkpoints,
+        evaluation=evaluation, writer=writer, signals=signals, metrics=metrics, step=cfg.train.epochs * len(corpus),
+        run_started=run_started,
     )
-    neighbours = evaluation.probes(wv, final_step)
-    signals.now("writing the projector")
-    evaluation.projector(wv, final_step)
-
-    for fmt in cfg.export.formats:
-        signals.now(f"exporting vectors.{fmt}")
-        try:
-            if fmt in ("bin", "txt"):
-                wv.save_word2vec_format(export_dir / f"vectors.{fmt}", binary=fmt == "bin")
-            else:
-                wv.save(export_dir / f"vectors.{fmt}")
-        except OSError as e:  # the trained tables are safe in `kept`: say so
-            raise ValueError(
-                f"cannot write vectors.{fmt} into {export_dir} ({reason(e)}); free space there or set export.dir "
-                f"to a folder with room, then finish with {finish} (training is skipped): the trained tables "
-                f"are saved in {kept}"
-            ) from None
-    signals.now("evaluating")
-    scores = evaluation.report(scoring.result(), final_step)
-    metrics.update(scores)
-    writer.close()
-    metrics["run_seconds"] = time.perf_counter() - run_started
-    signals.now("writing metrics.json")
-    try:
-        with atomic_write(out / "metrics.json", "w") as f:
-            f.write(json.dumps(metrics, indent=2))
-    except OSError as e:
-        raise ValueError(
-            f"cannot write metrics.json into {out} ({reason(e)}); the vectors are written (in {export_dir}) and "
-            f"the trained tables saved in {kept}; free space there and finish with {finish}"
-        ) from None
-    if not cfg.export.checkpoint and str(kept) != resumed_from:
-        kept.unlink(missing_ok=True)  # asked for vectors only; it was kept until they were written
-
-    if result.words:
-        _say(
-            f"trained {result.words:,} words in {result.seconds:.1f}s ({result.words_per_sec:,.0f} words/s), "
-            f"final loss {result.loss:.4f}; the run took {metrics['run_seconds']:.1f}s"
-        )
-    else:
-        _say(f"training had ended in {resumed_from}: evaluated and exported only; final loss {result.loss:.4f}")
-    if scores:
-        _say(f"evaluation (eval.restrict_vocab={cfg.eval.restrict_vocab}): " + format_scores(scores))
-    if neighbours:
-        among = min(cfg.eval.probe_vocab or len(vocab), len(vocab))
-        _say(f"nearest neighbours (among the {among:,} most frequent words):\n" + neighbours)
-    missing = [word for word in cfg.eval.probe_words if word not in wv]
-    if missing:
-        _say(f"probe words not in the vocabulary: {', '.join(missing)} (eval.probe_words)")
-    _say(f"outputs in {out}")
     parallel.shutdown()
     return metrics
-
-
-class _Background:
-    """``fn(*args)`` on a daemon thread: a signal that ends the run does not wait for it."""
-
-    def __init__(self, fn: Callable, *args) -> None:
-        self._done = threading.Event()
-        self._value: Any = None
-        self._error: Optional[BaseException] = None
-
-        def run() -> None:
-            try:
-                self._value = fn(*args)
-            except BaseException as e:  # handed to result()
-                self._error = e
-            finally:
-                self._done.set()
-
-        threading.Thread(target=run, name="w2v-evaluate", daemon=True).start()
-
-    def result(self) -> Any:
-        """Wait for the value (in short waits, so that a signal is handled meanwhile); re-raise a failure."""
-        while not self._done.wait(0.1):
-            pass
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, TrainingDiverged)
