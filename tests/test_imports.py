@@ -47,6 +47,7 @@ LAYERS = {
     "cli": 8,
     "overrides": 9,
     "monitor": 9,  # what a run shows: its lines, the progress bar, TensorBoard
+    "prepare": 9,  # the first stage of a run: corpus, vocabulary, model, where it starts
     "run_folder": 10,  # where a run's files go: the folder it holds, spare folders when full
     "run_eval": 10,  # a run's vectors evaluated between epochs and at the end
     "finish": 11,  # the last stage: tables saved, then evaluation, export, metrics

@@ -3,6 +3,10 @@
 The only module that knows Hydra. :func:`train` is a plain function of a config (a
 :class:`~w2v.config.Config` or the ``DictConfig`` Hydra composes) and an output folder,
 returning the run's metrics, so tests and notebooks call it without a command line.
+It reads as the run's stages, each in a module of its own: the folders claimed
+(:mod:`w2v.run_folder`), the corpus, vocabulary and model prepared (:mod:`w2v.prepare`),
+training shown by :mod:`w2v.monitor` and evaluated between epochs (:mod:`w2v.run_eval`),
+then the trained tables saved, evaluated and exported (:mod:`w2v.finish`).
 
 While training, SIGINT (Ctrl-C) and SIGTERM stop the run at the next chunk boundary
 after saving a checkpoint (:class:`~w2v.trainer.TrainingInterrupted`); the command line
@@ -33,95 +37,22 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import torch
-import torch.distributed as dist
-
 from . import parallel, runlock
 from .budget import check_run
-from .checkpoint import FINAL, FOLDER, CheckpointFolder, load_checkpoint
+from .checkpoint import FINAL, FOLDER, CheckpointFolder
 from .config import register_configs
-from .config_rules import parse_device, validate
-from .corpus import Tokenizer, resolve_corpus
-from .model import SkipGramNS
-from .monitor import Monitor, NoWriter, import_in_background, open_tensorboard, quiet
-from .monitor import say as _say  # a line of the run; `say` in _train is rank 0's only
-from .resume import check_corpus, check_resumable, restore_tables
+from .config_rules import validate
 from .finish import finish
+from .monitor import Monitor, NoWriter, import_in_background, open_tensorboard, quiet
+from .monitor import say as _say  # a line of the run; prepare's `say` is rank 0's only
+from .prepare import data_file, prepare, resolve_device
 from .run_eval import RunEvaluation, whole_tables, word_vectors
 from .run_folder import RunCheckpoints, claim_folders
 from .safefile import reason
 from .stopping import FinishingInterrupted, RunSignals
-from .strategies import sharded_tables
-from .token_cache import load_corpus
-from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
-from .vocab import Vocab
+from .trainer import TrainingDiverged, TrainingInterrupted
 
 log = logging.getLogger("w2v.train")  # by name: run as ``python -m``, __name__ is __main__
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` picks the GPU when there is one; ``cuda`` without one is a user error."""
-    spec = parse_device(spec)
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"train.device={spec} but no CUDA GPU is available; use train.device=cpu or auto")
-        index = int(spec[5:]) if ":" in spec else 0
-        if index >= torch.cuda.device_count():
-            raise ValueError(
-                f"train.device={spec} but only {torch.cuda.device_count()} GPU(s) exist; use cuda:0..cuda:{torch.cuda.device_count() - 1}"
-            )
-    return torch.device(spec)
-
-
-def _plain(cfg) -> Dict[str, Any]:
-    try:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(OmegaConf.structured(cfg) if not hasattr(cfg, "_metadata") else cfg, resolve=True)
-    except Exception:  # a plain dataclass without omegaconf
-        from dataclasses import asdict
-
-        return asdict(cfg)
-
-
-def _data_file(path: Optional[str]) -> Optional[Path]:
-    """An evaluation file given relative to the working directory or the project root."""
-    if not path:
-        return None
-    try:
-        return resolve_corpus(path)[0]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"evaluation file not found: {path}; fix the eval.* path or set it to null")
-
-
-# Corpora that configs name but the package does not ship, and where each comes from.
-_NOT_SHIPPED = {
-    "text8": "fetch it with scripts/download_text8.sh (in the w2v repository), or set data.corpus to a copy",
-    "enwiki-gutenberg-20m.txt.gz": "+experiment=enwiki20m runs only where the 20M-word benchmark corpus is "
-    "(see docs/benchmarks.md); set data.corpus to a copy",
-}
-
-
-def _load_corpus(data, tokenizer: Tokenizer, warn=None):
-    """:func:`~w2v.corpus.load_corpus`; a missing corpus that a config names says where it comes from."""
-    path = Path(data.corpus).expanduser()
-    if path.name in _NOT_SHIPPED and not path.exists():
-        raise FileNotFoundError(f"corpus not found: {data.corpus}; {_NOT_SHIPPED[path.name]}")
-    return load_corpus(data.corpus, tokenizer, cache=data.cache, cache_dir=data.cache_dir, warn=warn)
-
-
-@contextlib.contextmanager
-def _one_encoder(world: int, main: bool):
-    """Over several processes, rank 0 reads (and caches) the corpus first, then the others."""
-    if world > 1 and not main:
-        with parallel.peer_failures("waiting for rank 0 to read the corpus"):
-            dist.barrier()
-    yield
-    if world > 1 and main:
-        with parallel.peer_failures("reading the corpus"):
-            dist.barrier()
 
 
 def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
@@ -155,7 +86,7 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     parallel.init_from_env(device, cfg.train.dist_timeout_seconds)
     rank, world = parallel.rank_and_size()
     check_run(cfg, device, world)  # what the settings will allocate, before allocating it
-    analogies, similarity = _data_file(cfg.eval.analogies), _data_file(cfg.eval.similarity)
+    analogies, similarity = data_file(cfg.eval.analogies), data_file(cfg.eval.similarity)
     out, export_dir, lock = claim_folders(cfg, output_dir, rank == 0, world)
     with contextlib.ExitStack() as held:  # the run folder's lock, the signal handlers: released on return
         if lock is not None:
@@ -168,78 +99,11 @@ def _train(
 ) -> Dict[str, Any]:
     """:func:`train` once its folders are claimed; ``held`` releases what it installs when the run ends."""
     main = rank == 0
-    say = _say if main else quiet
     config = _plain(cfg)
-    ckpt = None
-    if cfg.train.resume:  # before the corpus: a bad checkpoint fails fast
-        ckpt = load_checkpoint(cfg.train.resume, rank, world)
-        for change in check_resumable(ckpt, config):
-            say(
-                f"warning: resuming with {change}; the result will differ from an uninterrupted run",
-                err=True, level=logging.WARNING,
-            )
-    torch.manual_seed(cfg.train.seed)
-
-    tokenizer = Tokenizer(cfg.data.token_pattern, cfg.data.lowercase)
-    started = time.perf_counter()
-    with _one_encoder(world, main):
-        corpus = _load_corpus(cfg.data, tokenizer, warn=lambda text: say(f"warning: {text}", err=True))
-    if corpus.bad_bytes:
-        say(
-            f"warning: {corpus.bad_bytes} bytes of the corpus were not valid UTF-8 and were read as U+FFFD",
-            err=True, level=logging.WARNING,
-        )
-    if ckpt is not None:  # the vocabulary comes from the checkpoint
-        older = check_corpus(ckpt, len(corpus), corpus.fingerprint)
-        if older:
-            say(f"warning: {older}", err=True)
-        vocab = Vocab(ckpt["words"], ckpt["counts"].tolist())
-    else:
-        vocab = Vocab.from_counts(zip(corpus.types, corpus.counts.tolist()), cfg.data.min_count, cfg.data.max_vocab_size)
-    if cfg.model.num_shards > len(vocab):
-        raise ValueError(
-            f"model.num_shards={cfg.model.num_shards} is more than the {len(vocab)} vocabulary rows; "
-            "use fewer shards or a lower data.min_count"
-        )
-    # and the tables, now that their size is known: whole on every rank, or spread over the ranks
-    sharded = sharded_tables(cfg, device, world, len(vocab), len(corpus))
-    if ckpt is not None and "shard" in ckpt and not sharded:  # a sharded run's files, joined for replicas
-        ckpt = load_checkpoint(ckpt["path"], rank, 1)
-    say(
-        f"corpus: {len(corpus):,} tokens, {len(corpus.types):,} types; vocabulary: {len(vocab):,} words "
-        f"(min_count={cfg.data.min_count}, <unk> absorbs {vocab.counts[0]:,} tokens); "
-        f"device: {device}" + (f" x {world} processes" if world > 1 else "") + f"; prepared in {time.perf_counter() - started:.1f}s",
-        err=True,
-    )
-
-    model = SkipGramNS(
-        len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=sharded
-    )
-    trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, device)
-    say(f"step: {trainer.strategy.describe()}", err=True)
-    start: Optional[TrainState] = None
-    resumed_from = None
-    if ckpt is not None:
-        start = TrainState.from_dict(ckpt["state"])
-        trainer.check_start(start)
-        restore_tables(model, ckpt)
-        resumed_from = ckpt["path"]
-        if start.epoch >= cfg.train.epochs:
-            say(f"resuming from {resumed_from}: training ended there ({start.epoch} epochs); evaluating and exporting only",
-                err=True)
-        else:
-            say(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", err=True)
-        del ckpt  # the tables are in the model now
-    else:
-        model.reset_parameters(torch.Generator().manual_seed(cfg.train.seed))
-
+    run = prepare(cfg, config, device, rank, world, say=_say if main else quiet)
+    model, vocab, trainer, corpus = run.model, run.vocab, run.trainer, run.corpus
     if main:
-        try:
-            vocab.save(out / "vocab.txt")
-        except OSError as e:  # nothing trained yet: nothing lost
-            raise ValueError(
-                f"cannot write into hydra.run.dir={out} ({reason(e)}); free space there or choose another hydra.run.dir"
-            ) from None
+        _save_vocab(vocab, out)
 
     def note(text: str) -> None:
         """A line on stderr from rank 0, clear of the progress bar."""
@@ -247,30 +111,88 @@ def _train(
             monitor.say(text, err=True)
 
     writer = open_tensorboard(tensorboard, out / "tb", note) if main else NoWriter()
-    monitor = Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, start.words if start else 0)
-    metrics: Dict[str, Any] = {
-        "vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device), "step": trainer.strategy.name,
-    }
-    if world > 1:
-        metrics["processes"] = world
-    if resumed_from:
-        metrics["resumed_from"] = resumed_from
-    record = {"tokens": len(corpus), "fingerprint": corpus.fingerprint}
-    folder = CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record, replicated=not sharded)
-
+    monitor = Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, run.start.words if run.start else 0)
+    metrics = _first_metrics(run, device, world)
     evaluation = RunEvaluation(cfg.eval, analogies, similarity, writer, monitor.say)
 
     def on_epoch_end(epoch: int, result) -> None:
         monitor.end_epoch(epoch)
         if cfg.eval.every_epoch and epoch + 1 != cfg.train.epochs:
-            table = whole_tables(model, sharded)[0]  # a collective: every rank takes part
+            table = whole_tables(model, run.sharded)[0]  # a collective: every rank takes part
             if main:
                 evaluation.between_epochs(epoch, word_vectors(vocab, table), result, step=(epoch + 1) * len(corpus))
 
     signals = held.enter_context(RunSignals(trainer))
-    checkpoints = RunCheckpoints(folder, model, vocab, config, out, export_dir, world, resumed_from, signals, note)
+    record = {"tokens": len(corpus), "fingerprint": corpus.fingerprint}
+    checkpoints = RunCheckpoints(
+        CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record, replicated=not run.sharded),
+        model, vocab, config, out, export_dir, world, run.resumed_from, signals, note,
+    )
+    result = _fit(trainer, on_epoch_end, monitor, writer, checkpoints, run.start)
+    signals.hold()  # from here a signal waits until the trained tables are on disk
+    monitor.close()
+
+    if world > 1:  # what the ranks' exchanges cost
+        metrics.update(trainer.strategy.traffic(trainer.global_step))
+    final = whole_tables(model, run.sharded)
+    if not main:  # rank 0 writes the files a single process writes
+        writer.close()
+        parallel.shutdown()
+        return {**metrics, "words_per_sec": result.words_per_sec, "loss": result.loss}
+    metrics = finish(
+        cfg, vocab, final, trainer.state, result, out=out, export_dir=export_dir, checkpoints=checkpoints,
+        evaluation=evaluation, writer=writer, signals=signals, metrics=metrics, step=cfg.train.epochs * len(corpus),
+        run_started=run_started,
+    )
+    parallel.shutdown()
+    return metrics
+
+
+def _plain(cfg) -> Dict[str, Any]:
+    """The config (Hydra's ``DictConfig`` or a :class:`~w2v.config.Config`) as plain values, as checkpoints keep it."""
     try:
-        result = trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=checkpoints.save, start=start)
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(OmegaConf.structured(cfg) if not hasattr(cfg, "_metadata") else cfg, resolve=True)
+    except Exception:  # a plain dataclass without omegaconf
+        from dataclasses import asdict
+
+        return asdict(cfg)
+
+
+def _save_vocab(vocab, out: Path) -> None:
+    """``vocab.txt`` in the run folder, before training: a folder without room is a user error."""
+    try:
+        vocab.save(out / "vocab.txt")
+    except OSError as e:  # nothing trained yet: nothing lost
+        raise ValueError(
+            f"cannot write into hydra.run.dir={out} ({reason(e)}); free space there or choose another hydra.run.dir"
+        ) from None
+
+
+def _first_metrics(run, device, world: int) -> Dict[str, Any]:
+    """What ``metrics.json`` knows before training: the vocabulary, the corpus, the device and step."""
+    metrics: Dict[str, Any] = {
+        "vocab_size": len(run.vocab), "corpus_tokens": len(run.corpus), "device": str(device),
+        "step": run.trainer.strategy.name,
+    }
+    if world > 1:
+        metrics["processes"] = world
+    if run.resumed_from:
+        metrics["resumed_from"] = run.resumed_from
+    return metrics
+
+
+def _fit(trainer, on_epoch_end, monitor, writer, checkpoints, start):
+    """``trainer.fit``; a stopped or diverged run's exception names the checkpoints there are.
+
+    Raises:
+        TrainingInterrupted: with ``checkpoint`` (the stop's, ``None`` when it could not be
+            written), ``unsaved`` (why not) and ``last`` (the latest checkpoint there is).
+        TrainingDiverged: its message names the last good checkpoint.
+    """
+    try:
+        return trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=checkpoints.save, start=start)
     except BaseException as e:
         monitor.close()
         writer.close()
@@ -284,23 +206,6 @@ def _train(
             hint = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
             raise TrainingDiverged(f"{e}; {hint}") from None
         raise
-    signals.hold()  # from here a signal waits until the trained tables are on disk
-    monitor.close()
-
-    if world > 1:  # what the ranks' exchanges cost
-        metrics.update(trainer.strategy.traffic(trainer.global_step))
-    final = whole_tables(model, sharded)
-    if not main:  # rank 0 writes the files a single process writes
-        writer.close()
-        parallel.shutdown()
-        return {**metrics, "words_per_sec": result.words_per_sec, "loss": result.loss}
-    metrics = finish(
-        cfg, vocab, final, trainer.state, result, out=out, export_dir=export_dir, checkpoints=checkpoints,
-        evaluation=evaluation, writer=writer, signals=signals, metrics=metrics, step=cfg.train.epochs * len(corpus),
-        run_started=run_started,
-    )
-    parallel.shutdown()
-    return metrics
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, TrainingDiverged)
