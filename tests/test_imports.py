@@ -40,6 +40,7 @@ LAYERS = {
     "replica_sync": 5,
     "strategies": 6,
     "trainer": 7,
+    "float_text": 8,  # %.8e text of float tables, for the word2vec text format
     "formats": 8,
     "vectors": 8,
     "evaluate": 8,
