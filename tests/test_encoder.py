@@ -12,7 +12,7 @@ from w2v.corpus import Tokenizer
 from w2v.encoder import TypeIds, can_fork, encode_pieces
 from w2v.token_cache import encode, load_corpus
 
-needs_fork = pytest.mark.skipif(not can_fork(), reason="workers are forked on Linux only, from a single thread")
+needs_fork = pytest.mark.skipif(not can_fork(), reason="workers are forked on Linux only")
 
 
 def write_corpus(path, words=60_000, seed=0):
@@ -76,8 +76,12 @@ def test_a_worker_that_dies_is_one_clear_error(tmp_path, monkeypatch):
         encode([tmp_path / "c.txt"], Tokenizer(), tmp_path / "work", workers=2)
 
 
-def test_workers_are_not_forked_while_another_thread_runs(tmp_path):
+@needs_fork
+def test_workers_are_not_forked_while_another_thread_works(tmp_path):
     release = threading.Event()
+    monitor = threading.Thread(target=release.wait, daemon=True)  # as tqdm's monitor
+    monitor.start()
+    assert can_fork()
     other = threading.Thread(target=release.wait)
     other.start()
     try:
@@ -87,6 +91,7 @@ def test_workers_are_not_forked_while_another_thread_runs(tmp_path):
     finally:
         release.set()
         other.join()
+        monitor.join()
 
 
 def test_small_corpora_are_encoded_in_this_process(tmp_path, monkeypatch):

@@ -41,13 +41,19 @@ LAYERS = {
     "replica_sync": 5,
     "strategies": 6,
     "trainer": 7,
+    "float_text": 8,  # %.8e text of float tables, for the word2vec text format
     "formats": 8,
     "vectors": 8,
     "evaluate": 8,
     "query": 8,
     "cli": 8,
     "overrides": 9,
-    "train": 10,
+    "monitor": 9,  # what a run shows: its lines, the progress bar, TensorBoard
+    "prepare": 9,  # the first stage of a run: corpus, vocabulary, model, where it starts
+    "run_folder": 10,  # where a run's files go: the folder it holds, spare folders when full
+    "run_eval": 10,  # a run's vectors evaluated between epochs and at the end
+    "finish": 11,  # the last stage: tables saved, then evaluation, export, metrics
+    "train": 12,
 }
 SAME_LAYER_OK = {8}  # the vectors side is one group of small modules
 # Names that moved up to a module of their own are still handed out by their old home, for

@@ -521,40 +521,6 @@ def test_probe_neighbours_come_from_frequent_words_and_missing_probes_are_named(
     assert "probe words not in the vocabulary: nosuchword" in out
 
 
-def test_scores_name_their_units():
-    from w2v.train import _scores
-
-    text = _scores({"analogy": 0.17844, "ws353_spearman": 0.515, "ws353_oov_pct": 12.7479})
-    assert text == "analogy 17.84%, ws353_spearman 0.5150, ws353_oov 12.7%"
-
-
-class _Scalars:
-    def __init__(self):
-        self.points = []
-
-    def add_scalar(self, tag, value, step):
-        self.points.append((tag, value, step))
-
-
-def test_words_per_second_leave_out_the_pauses_between_epochs():
-    from types import SimpleNamespace
-
-    from w2v.train import _Monitor
-
-    writer = _Scalars()
-    monitor = _Monitor(total_words=20_000, epoch_words=10_000, writer=writer, show=False)
-    stats = [SimpleNamespace(lr=0.01)]
-    for epoch in range(2):
-        report = monitor.for_epoch(epoch)
-        time.sleep(0.05)
-        report(10_000, stats, 1.0)
-        monitor.end_epoch(epoch)
-        time.sleep(1.0)  # evaluation between epochs
-    monitor.close()
-    rates = [value for tag, value, _ in writer.points if tag == "train/words_per_sec"]
-    assert len(rates) == 2 and min(rates) > 10_000 / 0.5  # 10,000 words in ~0.05 s; with the pause, < 10,000/s
-
-
 # --- nothing trained is lost -----------------------------------------------------------------
 
 import errno  # noqa: E402
@@ -599,16 +565,16 @@ def test_a_signal_after_training_finds_the_tables_saved_and_resuming_only_export
 
 
 def test_a_signal_while_the_tables_are_saved_waits_for_the_file(planted, cache_dir, tmp_path, monkeypatch):
-    from w2v import train as train_module
+    from w2v import run_folder
 
     corpus, _ = planted
-    real = train_module.save_checkpoint
+    real = run_folder.save_checkpoint
 
     def save_interrupted(path, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives before the file is written
         real(path, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_interrupted)
+    monkeypatch.setattr(run_folder, "save_checkpoint", save_interrupted)
     with pytest.raises(FinishingInterrupted) as stopped:
         train(small_config(corpus, cache_dir, epochs=1), tmp_path)
     assert stopped.value.signum == signal.SIGTERM and stopped.value.doing == "saving the trained tables"

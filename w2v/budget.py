@@ -143,7 +143,7 @@ def estimate(plan: Plan) -> Dict[str, Tuple[int, str]]:
     # and a sum of up to 256 MiB (w2v.replica_sync.SHARED_BYTES).
     merge = 2 * 4 * v * d + 3 * min(256 << 20, 2 * 4 * v * d) if plan.replicas else 0
     # The unit-normalised table for queries; a host copy of both tables from a GPU or
-    # gathered from the ranks (w2v.train: tables(), vectors()).
+    # gathered from the ranks (w2v.run_eval: whole_tables, word_vectors).
     copies = 1 if not plan.gpu and (plan.world == 1 or plan.replicas) else 3
     return {
         "pairs": (plan.chunks * chunk_pairs, "device"),

@@ -238,7 +238,7 @@ def parse_device(spec: str) -> str:
     """Normalise ``train.device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     Returns the spec unchanged when it is well formed; availability is checked where the
-    device is resolved (:func:`w2v.train.resolve_device`).
+    device is resolved (:func:`w2v.prepare.resolve_device`).
 
     >>> parse_device("cuda:1")
     'cuda:1'

@@ -11,9 +11,10 @@ order and maps each worker's ids to the global ones: a word new to the whole cor
 new to the worker that met it first, and is numbered here when that piece's turn comes.
 Tokenizing runs at ~3M tokens a second on one core; here, close to that per worker.
 
-Workers are forked (Linux), and only when this process runs no other Python thread: a
-forked child inherits no thread, and with a thread in the middle of an import or a lock
-the child could wait forever. Elsewhere, or with one worker, the pieces are encoded here.
+Workers are forked (Linux), and only while this process runs no other thread but daemon
+ones (tqdm's monitor, an evaluation's matrix products): a forked child inherits no thread,
+and with a working thread in the middle of an import or holding a lock the child could
+wait forever. Elsewhere, or with one worker, the pieces are encoded here.
 """
 
 from __future__ import annotations
@@ -79,12 +80,9 @@ def default_workers() -> int:
 
 
 def can_fork() -> bool:
-    """Whether worker processes can be forked safely now (Linux, no other Python thread)."""
-    return (
-        sys.platform.startswith("linux")
-        and "fork" in multiprocessing.get_all_start_methods()
-        and threading.active_count() == 1
-    )
+    """Whether worker processes can be forked safely now (Linux, no other thread but daemon ones)."""
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() and not others
 
 
 def encode_pieces(

@@ -3,6 +3,10 @@
 The only module that knows Hydra. :func:`train` is a plain function of a config (a
 :class:`~w2v.config.Config` or the ``DictConfig`` Hydra composes) and an output folder,
 returning the run's metrics, so tests and notebooks call it without a command line.
+It reads as the run's stages, each in a module of its own: the folders claimed
+(:mod:`w2v.run_folder`), the corpus, vocabulary and model prepared (:mod:`w2v.prepare`),
+training shown by :mod:`w2v.monitor` and evaluated between epochs (:mod:`w2v.run_eval`),
+then the trained tables saved, evaluated and exported (:mod:`w2v.finish`).
 
 While training, SIGINT (Ctrl-C) and SIGTERM stop the run at the next chunk boundary
 after saving a checkpoint (:class:`~w2v.trainer.TrainingInterrupted`); the command line
@@ -24,273 +28,31 @@ the command line's overrides are checked by :mod:`w2v.overrides` before Hydra ru
 from __future__ import annotations
 
 import contextlib
-import importlib
-import json
 import logging
 import os
 import shutil
 import signal
 import sys
-import tempfile
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
-
-import torch
-import torch.distributed as dist
+from typing import Any, Dict, Optional
 
 from . import parallel, runlock
 from .budget import check_run
-from .checkpoint import FINAL, FOLDER, CheckpointFolder, load_checkpoint, save_checkpoint
+from .checkpoint import FINAL, FOLDER, CheckpointFolder
 from .config import register_configs
-from .config_rules import parse_device, validate
-from .corpus import Tokenizer, resolve_corpus
-from .model import SkipGramNS
-from .resume import check_corpus, check_resumable, restore_tables
-from .runlock import RunLock
-from .safefile import atomic_write, reason, sweep
+from .config_rules import validate
+from .finish import finish
+from .monitor import Monitor, NoWriter, import_in_background, open_tensorboard, quiet
+from .monitor import say as _say  # a line of the run; prepare's `say` is rank 0's only
+from .prepare import data_file, prepare, resolve_device
+from .run_eval import RunEvaluation, whole_tables, word_vectors
+from .run_folder import RunCheckpoints, claim_folders
+from .safefile import reason
 from .stopping import FinishingInterrupted, RunSignals
-from .strategies import sharded_tables
-from .token_cache import load_corpus
-from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
-from .vocab import Vocab
+from .trainer import TrainingDiverged, TrainingInterrupted
 
 log = logging.getLogger("w2v.train")  # by name: run as ``python -m``, __name__ is __main__
-
-
-def _say(text: str, err: bool = False, level: int = logging.INFO, bar=None) -> None:
-    """Print a line of the run (notes and warnings on stderr) and keep it in the log, if any.
-
-    The command line logs ``w2v.train`` to the run folder's ``train.log`` alone; without a
-    handler (a script calling :func:`train`) the line is printed once, not again by
-    ``logging``'s last resort.
-
-    Args:
-        bar: a tqdm bar to print above, so that the line does not break it.
-    """
-    stream = sys.stderr if err else sys.stdout
-    if bar is not None:
-        bar.write(text, file=stream)
-    else:
-        print(text, file=stream)
-    if log.hasHandlers():
-        log.log(level, text)
-
-
-def _quiet(*args, **kwargs) -> None:
-    """What ranks other than 0 say: nothing."""
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` picks the GPU when there is one; ``cuda`` without one is a user error."""
-    spec = parse_device(spec)
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"train.device={spec} but no CUDA GPU is available; use train.device=cpu or auto")
-        index = int(spec[5:]) if ":" in spec else 0
-        if index >= torch.cuda.device_count():
-            raise ValueError(
-                f"train.device={spec} but only {torch.cuda.device_count()} GPU(s) exist; use cuda:0..cuda:{torch.cuda.device_count() - 1}"
-            )
-    return torch.device(spec)
-
-
-def _plain(cfg) -> Dict[str, Any]:
-    try:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(OmegaConf.structured(cfg) if not hasattr(cfg, "_metadata") else cfg, resolve=True)
-    except Exception:  # a plain dataclass without omegaconf
-        from dataclasses import asdict
-
-        return asdict(cfg)
-
-
-def _data_file(path: Optional[str]) -> Optional[Path]:
-    """An evaluation file given relative to the working directory or the project root."""
-    if not path:
-        return None
-    try:
-        return resolve_corpus(path)[0]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"evaluation file not found: {path}; fix the eval.* path or set it to null")
-
-
-# Corpora that configs name but the package does not ship, and where each comes from.
-_NOT_SHIPPED = {
-    "text8": "fetch it with scripts/download_text8.sh (in the w2v repository), or set data.corpus to a copy",
-    "enwiki-gutenberg-20m.txt.gz": "+experiment=enwiki20m runs only where the 20M-word benchmark corpus is "
-    "(see docs/benchmarks.md); set data.corpus to a copy",
-}
-
-
-def _load_corpus(data, tokenizer: Tokenizer, warn=None):
-    """:func:`~w2v.corpus.load_corpus`; a missing corpus that a config names says where it comes from."""
-    path = Path(data.corpus).expanduser()
-    if path.name in _NOT_SHIPPED and not path.exists():
-        raise FileNotFoundError(f"corpus not found: {data.corpus}; {_NOT_SHIPPED[path.name]}")
-    return load_corpus(
-        data.corpus, tokenizer, cache=data.cache, cache_dir=data.cache_dir, warn=warn, workers=data.tokenize_workers
-    )
-
-
-def _writable(folder: Path, key: str) -> Path:
-    """Create ``folder`` if needed and check that files can be written in it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise ValueError(f"{key}={folder} is not writable ({e.strerror or e}); choose a folder you can write to") from None
-    return folder
-
-
-def _claim_folders(cfg, output_dir, main: bool, world: int) -> Tuple[Path, Path, Optional[RunLock]]:
-    """The run folder (rank 0's for every rank), held by rank 0 alone, and the export folder.
-
-    Raises:
-        ValueError: a folder is not writable, or another live run holds the run folder.
-    """
-    lock, problem = None, None
-    if main:
-        try:
-            lock = RunLock(_writable(Path(output_dir), "hydra.run.dir"))
-        except ValueError as e:
-            problem = str(e)
-    if world > 1:  # every rank writes into rank 0's run folder, and stops with it
-        shared = [str(output_dir), problem]
-        dist.broadcast_object_list(shared, src=0)
-        output_dir, problem = shared
-    if problem:
-        raise ValueError(problem)
-    try:
-        out = _writable(Path(output_dir), "hydra.run.dir")
-        export_dir = _writable(Path(cfg.export.dir), "export.dir") if cfg.export.dir else out
-    except ValueError:
-        if lock is not None:
-            lock.release()
-        raise
-    if main:  # what killed runs left: temp files of exports and checkpoints
-        for folder in (out, out / FOLDER, export_dir):
-            sweep(folder)
-    return out, export_dir, lock
-
-
-def _spare_folders(out: Path, export_dir: Path) -> List[Path]:
-    """Where the trained tables go when the run folder has no room: beside the vectors, else $TMPDIR."""
-    return [export_dir, Path(tempfile.gettempdir()) / f"w2v-saved-{out.name}-{os.getpid()}"]
-
-
-def _save_somewhere(name: str, write: Callable[[Path], None], folders: List[Path]) -> Tuple[Optional[Path], List[str]]:
-    """``write(folder / name)`` into the first of ``folders`` that takes it.
-
-    Returns:
-        the path written (``None``: none took it), and why each folder tried before refused.
-    """
-    refused = []
-    for folder in dict.fromkeys(folders):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            write(folder / name)
-            return folder / name, refused
-        except OSError as e:
-            refused.append(f"{folder} ({reason(e)})")
-    return None, refused
-
-
-class _Guarded:
-    """A TensorBoard writer whose failure to write (a full disk) is one warning, not the end of the run."""
-
-    def __init__(self, writer, folder: Path, note: Callable[[str], None]) -> None:
-        self._writer, self._folder, self._note, self._failed = writer, folder, note, False
-
-    def __getattr__(self, name):
-        method = getattr(self._writer, name)
-        if not callable(method):
-            return method
-
-        def call(*args, **kwargs):
-            if self._failed:
-                return None
-            try:
-                return method(*args, **kwargs)
-            except OSError as e:
-                self._failed = True
-                self._note(f"warning: TensorBoard logging stopped: cannot write into {self._folder} ({reason(e)})")
-                return None
-
-        return call
-
-
-@contextlib.contextmanager
-def _one_encoder(world: int, main: bool):
-    """Over several processes, rank 0 reads (and caches) the corpus first, then the others."""
-    if world > 1 and not main:
-        with parallel.peer_failures("waiting for rank 0 to read the corpus"):
-            dist.barrier()
-    yield
-    if world > 1 and main:
-        with parallel.peer_failures("reading the corpus"):
-            dist.barrier()
-
-
-class _NoWriter:
-    """What ranks other than 0 log to: nothing."""
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
-
-
-class _Monitor:
-    """tqdm bar and TensorBoard scalars fed by the trainer's progress callback.
-
-    Words/s count training time only: each epoch restarts the clocks, so the evaluation
-    between epochs does not slow the figures down, and each epoch's end fills the bar.
-    """
-
-    def __init__(self, total_words: int, epoch_words: int, writer, show: bool, start: int = 0) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=total_words, initial=start, unit="w", unit_scale=True, dynamic_ncols=True, disable=not show, mininterval=0.5
-        )
-        self.writer, self.epoch_words = writer, epoch_words
-        self.last = (time.perf_counter(), start)
-
-    def for_epoch(self, epoch: int):
-        base = epoch * self.epoch_words
-        self.bar.unpause()  # the time since the last update (evaluation) is not training
-        self.last = (time.perf_counter(), max(base, self.bar.n))
-
-        def report(words: int, stats, loss: float) -> None:
-            done = base + words
-            now = time.perf_counter()
-            t0, w0 = self.last
-            rate = (done - w0) / max(now - t0, 1e-9)
-            self.last = (now, done)
-            lr = max(s.lr for s in stats)
-            self.bar.update(done - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.5f}", epoch=epoch + 1, refresh=False)
-            self.writer.add_scalar("train/loss", loss, done)
-            self.writer.add_scalar("train/lr", lr, done)
-            self.writer.add_scalar("train/words_per_sec", rate, done)
-
-        return report
-
-    def end_epoch(self, epoch: int) -> None:
-        """Fill the bar to the epoch's end (the last report comes up to half a second earlier)."""
-        self.bar.update(max((epoch + 1) * self.epoch_words - self.bar.n, 0))
-
-    def say(self, text: str, err: bool = False) -> None:
-        """A line of the run (see :func:`_say`) that does not break the bar."""
-        _say(text, err=err, bar=self.bar)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
@@ -317,391 +79,134 @@ def train(cfg, output_dir: str | Path = ".") -> Dict[str, Any]:
     """
     run_started = time.perf_counter()
     validate(cfg)
-    tensorboard = _import_in_background("torch.utils.tensorboard")  # 0.1-0.4 s, while the corpus loads
     logging.getLogger("w2v.evaluate").setLevel(logging.WARNING)  # the run prints its own summary
     device = parallel.local_device(resolve_device(cfg.train.device))
     # Under torchrun: join the other processes. Rank 0 alone prints, logs and writes files.
     parallel.init_from_env(device, cfg.train.dist_timeout_seconds)
     rank, world = parallel.rank_and_size()
     check_run(cfg, device, world)  # what the settings will allocate, before allocating it
-    analogies, similarity = _data_file(cfg.eval.analogies), _data_file(cfg.eval.similarity)
-    out, export_dir, lock = _claim_folders(cfg, output_dir, rank == 0, world)
+    analogies, similarity = data_file(cfg.eval.analogies), data_file(cfg.eval.similarity)
+    out, export_dir, lock = claim_folders(cfg, output_dir, rank == 0, world)
     with contextlib.ExitStack() as held:  # the run folder's lock, the signal handlers: released on return
         if lock is not None:
             held.callback(lock.release)
-        return _train(cfg, out, export_dir, device, rank, world, analogies, similarity, held, tensorboard, run_started)
+        return _train(cfg, out, export_dir, device, rank, world, analogies, similarity, held, run_started)
 
 
 def _train(
-    cfg, out: Path, export_dir: Path, device, rank: int, world: int, analogies, similarity, held, tensorboard, run_started,
+    cfg, out: Path, export_dir: Path, device, rank: int, world: int, analogies, similarity, held, run_started,
 ) -> Dict[str, Any]:
     """:func:`train` once its folders are claimed; ``held`` releases what it installs when the run ends."""
-    from .evaluate import evaluate_word_analogies, evaluate_word_pairs
-    from .vectors import WordVectors
-
     main = rank == 0
-    say = _say if main else _quiet
     config = _plain(cfg)
-    ckpt = None
-    if cfg.train.resume:  # before the corpus: a bad checkpoint fails fast
-        ckpt = load_checkpoint(cfg.train.resume, rank, world)
-        for change in check_resumable(ckpt, config):
-            say(
-                f"warning: resuming with {change}; the result will differ from an uninterrupted run",
-                err=True, level=logging.WARNING,
-            )
-    torch.manual_seed(cfg.train.seed)
-
-    tokenizer = Tokenizer(cfg.data.token_pattern, cfg.data.lowercase)
-    started = time.perf_counter()
-    with _one_encoder(world, main):
-        corpus = _load_corpus(cfg.data, tokenizer, warn=lambda text: say(f"warning: {text}", err=True))
-    if corpus.bad_bytes:
-        say(
-            f"warning: {corpus.bad_bytes} bytes of the corpus were not valid UTF-8 and were read as U+FFFD",
-            err=True, level=logging.WARNING,
-        )
-    if ckpt is not None:  # the vocabulary comes from the checkpoint
-        older = check_corpus(ckpt, len(corpus), corpus.fingerprint)
-        if older:
-            say(f"warning: {older}", err=True)
-        vocab = Vocab(ckpt["words"], ckpt["counts"].tolist())
-    else:
-        vocab = Vocab.from_counts(zip(corpus.types, corpus.counts.tolist()), cfg.data.min_count, cfg.data.max_vocab_size)
-    if cfg.model.num_shards > len(vocab):
-        raise ValueError(
-            f"model.num_shards={cfg.model.num_shards} is more than the {len(vocab)} vocabulary rows; "
-            "use fewer shards or a lower data.min_count"
-        )
-    # and the tables, now that their size is known: whole on every rank, or spread over the ranks
-    sharded = sharded_tables(cfg, device, world, len(vocab), len(corpus))
-    if ckpt is not None and "shard" in ckpt and not sharded:  # a sharded run's files, joined for replicas
-        ckpt = load_checkpoint(ckpt["path"], rank, 1)
-    say(
-        f"corpus: {len(corpus):,} tokens, {len(corpus.types):,} types; vocabulary: {len(vocab):,} words "
-        f"(min_count={cfg.data.min_count}, <unk> absorbs {vocab.counts[0]:,} tokens); "
-        f"device: {device}" + (f" x {world} processes" if world > 1 else "") + f"; prepared in {time.perf_counter() - started:.1f}s",
-        err=True,
-    )
-
-    model = SkipGramNS(
-        len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=sharded
-    )
-    trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, device)
-    say(f"step: {trainer.strategy.describe()}", err=True)
-    start: Optional[TrainState] = None
-    resumed_from = None
-    if ckpt is not None:
-        start = TrainState.from_dict(ckpt["state"])
-        trainer.check_start(start)
-        restore_tables(model, ckpt)
-        resumed_from = ckpt["path"]
-        if start.epoch >= cfg.train.epochs:
-            say(f"resuming from {resumed_from}: training ended there ({start.epoch} epochs); evaluating and exporting only",
-                err=True)
-        else:
-            say(f"resuming from {resumed_from} at epoch {start.epoch + 1}, {start.words:,} words", err=True)
-        del ckpt  # the tables are in the model now
-    else:
-        model.reset_parameters(torch.Generator().manual_seed(cfg.train.seed))
-
+    run = prepare(cfg, config, device, rank, world, say=_say if main else quiet)
+    # Imported once the corpus is read: tokenizing forks workers only while no other thread runs.
+    tensorboard = import_in_background("torch.utils.tensorboard") if main else None  # 0.1-0.4 s
+    model, vocab, trainer, corpus = run.model, run.vocab, run.trainer, run.corpus
     if main:
-        try:
-            vocab.save(out / "vocab.txt")
-        except OSError as e:  # nothing trained yet: nothing lost
-            raise ValueError(
-                f"cannot write into hydra.run.dir={out} ({reason(e)}); free space there or choose another hydra.run.dir"
-            ) from None
-    writer = _NoWriter()
+        _save_vocab(vocab, out)
 
     def note(text: str) -> None:
         """A line on stderr from rank 0, clear of the progress bar."""
         if main:
             monitor.say(text, err=True)
 
-    if main:
-        try:
-            writer = _Guarded(tensorboard.result().SummaryWriter(str(out / "tb")), out / "tb", note)
-        except OSError as e:
-            say(f"warning: no TensorBoard logging: cannot write into {out / 'tb'} ({reason(e)})", err=True)
-    monitor = _Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, start.words if start else 0)
-    metrics: Dict[str, Any] = {
-        "vocab_size": len(vocab), "corpus_tokens": len(corpus), "device": str(device), "step": trainer.strategy.name,
-    }
-    if world > 1:
-        metrics["processes"] = world
-    if resumed_from:
-        metrics["resumed_from"] = resumed_from
-    record = {"tokens": len(corpus), "fingerprint": corpus.fingerprint}
-    checkpoints = CheckpointFolder(
-        out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record, replicated=not sharded
-    )
-    saved: list = []
-    unsaved: list = []  # why the checkpoint of a stop could not be written
-
-    def save(state: TrainState) -> None:
-        """A periodic checkpoint, or a stop's; a full disk is a warning, and a stop's state is kept elsewhere."""
-        try:
-            path = checkpoints.save(model, vocab, config, state.to_dict())
-        except OSError as e:
-            refused, path = [f"{checkpoints.folder} ({reason(e)})"], None
-            stopping = signals.received is not None
-            if stopping and world == 1:  # a stop: this state must be kept somewhere
-                path, more = _save_somewhere(
-                    checkpoints.path(state.words).name,
-                    lambda p: save_checkpoint(p, model, vocab, config, state.to_dict(), corpus=record),
-                    [f / FOLDER for f in _spare_folders(out, export_dir) if f / FOLDER != checkpoints.folder],
-                )
-                refused += more
-            if path is None:
-                if stopping:
-                    unsaved.append("; ".join(refused))
-                else:
-                    note(
-                        f"warning: no checkpoint at {state.words:,} words: cannot write into {'; '.join(refused)}; "
-                        "training goes on (free space there)" + (f"; the last saved is {saved[-1]}" if saved else "")
-                    )
-                return
-            note(f"warning: cannot write into {refused[0]}; the checkpoint goes to {path} instead")
-        saved.append(path)
-        note(f"checkpoint: {saved[-1]} (epoch {state.epoch + 1}, {state.words:,} words)")
-
-    def tables():
-        """Both whole tables on rank 0 (``None`` elsewhere): a collective over several processes."""
-        if not sharded:  # one process, or replicas: equal on every rank after the last merge
-            return model.input.weight.detach(), model.output.weight.detach()
-        with parallel.peer_failures("gathering the tables"):
-            return model.input.full_table(dst=0), model.output.full_table(dst=0)
-
-    def vectors(table) -> WordVectors:
-        return WordVectors(vocab.index_to_key, table.cpu().numpy(), counts=vocab.counts)
-
-    warned: list = []
-
-    def score(wv: WordVectors) -> Tuple[Dict[str, float], Optional[str]]:
-        """The evaluation's scores, and why it was skipped (if it was); reads ``wv`` only."""
-        scores = {}
-        try:  # a corpus that shares no words with an evaluation set still trains
-            if analogies is not None:
-                accuracy, _ = evaluate_word_analogies(wv, analogies, restrict_vocab=cfg.eval.restrict_vocab or None)
-                scores["analogy"] = float(accuracy)
-            if similarity is not None:
-                _, spearman, oov = evaluate_word_pairs(wv, similarity, restrict_vocab=cfg.eval.restrict_vocab or None)
-                scores["ws353_spearman"] = float(spearman[0])
-                scores["ws353_oov_pct"] = float(oov)
-        except ValueError as e:
-            return scores, str(e)
-        return scores, None
-
-    def report(scored: Tuple[Dict[str, float], Optional[str]], step: int) -> Dict[str, float]:
-        """Log what :func:`score` found: the scores to TensorBoard, a skipped evaluation once."""
-        scores, skipped = scored
-        if skipped and not warned:
-            monitor.say(f"warning: evaluation skipped: {skipped}", err=True)
-            warned.append(True)
-        for name, value in scores.items():
-            writer.add_scalar(f"eval/{name}", value, step)
-        return scores
-
-    def evaluate(wv: WordVectors, step: int) -> Dict[str, float]:
-        return report(score(wv), step)
-
-    def probes(wv: WordVectors, step: int) -> str:
-        """Each probe word's neighbours among the frequent words (as analogies are scored)."""
-        lines = []
-        for word in cfg.eval.probe_words:
-            if word in wv:
-                near = wv.most_similar(word, topn=cfg.eval.topn, restrict_vocab=cfg.eval.probe_vocab or None)
-                lines.append(f"{word}: " + ", ".join(f"{w} {s:.2f}" for w, s in near))
-        text = "\n".join(lines)
-        if text:
-            writer.add_text("neighbours", text.replace("\n", "  \n"), step)
-        return text
-
-    def projector(wv: WordVectors, step: int) -> None:
-        if cfg.eval.projector_words > 0:
-            n = min(cfg.eval.projector_words, len(wv))
-            writer.add_embedding(torch.from_numpy(wv.vectors[:n]), metadata=wv.index_to_key[:n], global_step=step, tag="input")
+    writer = open_tensorboard(tensorboard, out / "tb", note) if main else NoWriter()
+    monitor = Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, run.start.words if run.start else 0)
+    metrics = _first_metrics(run, device, world)
+    evaluation = RunEvaluation(cfg.eval, analogies, similarity, writer, monitor.say)
 
     def on_epoch_end(epoch: int, result) -> None:
-        step = (epoch + 1) * len(corpus)
         monitor.end_epoch(epoch)
-        if not cfg.eval.every_epoch or epoch + 1 == cfg.train.epochs:
-            return
-        table = tables()[0]
-        if not main:
-            return
-        wv = vectors(table)
-        scores = evaluate(wv, step)
-        probes(wv, step)
-        projector(wv, step)
-        monitor.say(f"epoch {epoch + 1}: loss {result.loss:.4f}, {result.words_per_sec:,.0f} words/s" + _scores(scores, ", "))
+        if cfg.eval.every_epoch and epoch + 1 != cfg.train.epochs:
+            table = whole_tables(model, run.sharded)[0]  # a collective: every rank takes part
+            if main:
+                evaluation.between_epochs(epoch, word_vectors(vocab, table), result, step=(epoch + 1) * len(corpus))
 
     signals = held.enter_context(RunSignals(trainer))
-    try:
-        result = trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=save, start=start)
-    except BaseException as e:
-        monitor.close()
-        writer.close()
-        if isinstance(e, TrainingInterrupted):
-            e.checkpoint = saved[-1] if saved and not unsaved else None
-            e.unsaved = unsaved[-1] if unsaved else None  # why no checkpoint of the stop could be written
-            e.last = saved[-1] if saved else resumed_from  # then, the latest one there is
-        if isinstance(e, TrainingDiverged):
-            last = saved[-1] if saved else resumed_from
-            hint = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
-            raise TrainingDiverged(f"{e}; {hint}") from None
-        raise
+    record = {"tokens": len(corpus), "fingerprint": corpus.fingerprint}
+    checkpoints = RunCheckpoints(
+        CheckpointFolder(out / FOLDER, cfg.train.keep_checkpoints, rank, world, corpus=record, replicated=not run.sharded),
+        model, vocab, config, out, export_dir, world, run.resumed_from, signals, note,
+    )
+    result = _fit(trainer, on_epoch_end, monitor, writer, checkpoints, run.start)
     signals.hold()  # from here a signal waits until the trained tables are on disk
     monitor.close()
 
     if world > 1:  # what the ranks' exchanges cost
         metrics.update(trainer.strategy.traffic(trainer.global_step))
-    final = tables()
+    final = whole_tables(model, run.sharded)
     if not main:  # rank 0 writes the files a single process writes
         writer.close()
         parallel.shutdown()
         return {**metrics, "words_per_sec": result.words_per_sec, "loss": result.loss}
-    wv = vectors(final[0])
-    wv.fill_norms()  # once, before two threads read the unit table
-    # The evaluation's matrix products (which release the GIL) run on a thread of their own
-    # while this one saves the checkpoint and writes the outputs; only this thread writes
-    # files, so a signal still finds no partial file and names the saved tables.
-    scoring = _Background(score, wv)
-    kept = _keep_trained(out, export_dir, resumed_from, result.words, saved, lambda path: save_checkpoint(
-        path, model, vocab, config, trainer.state.to_dict(), tables=final, corpus=record
-    ))
-    signals.finish(str(kept), "evaluating")
-    finish = f"train.resume={kept.parent if kept.name == FINAL else kept}"
-
-    final_step = cfg.train.epochs * len(corpus)
-    metrics.update(
-        words_per_sec=result.words_per_sec,
-        train_seconds=result.seconds,
-        loss=result.loss,
-        epoch_losses=result.epoch_losses,
+    metrics = finish(
+        cfg, vocab, final, trainer.state, result, out=out, export_dir=export_dir, checkpoints=checkpoints,
+        evaluation=evaluation, writer=writer, signals=signals, metrics=metrics, step=cfg.train.epochs * len(corpus),
+        run_started=run_started,
     )
-    neighbours = probes(wv, final_step)
-    signals.now("writing the projector")
-    projector(wv, final_step)
-
-    for fmt in cfg.export.formats:
-        signals.now(f"exporting vectors.{fmt}")
-        try:
-            if fmt in ("bin", "txt"):
-                wv.save_word2vec_format(export_dir / f"vectors.{fmt}", binary=fmt == "bin")
-            else:
-                wv.save(export_dir / f"vectors.{fmt}")
-        except OSError as e:  # the trained tables are safe in `kept`: say so
-            raise ValueError(
-                f"cannot write vectors.{fmt} into {export_dir} ({reason(e)}); free space there or set export.dir "
-                f"to a folder with room, then finish with {finish} (training is skipped): the trained tables "
-                f"are saved in {kept}"
-            ) from None
-    signals.now("evaluating")
-    scores = report(scoring.result(), final_step)
-    metrics.update(scores)
-    writer.close()
-    metrics["run_seconds"] = time.perf_counter() - run_started
-    signals.now("writing metrics.json")
-    try:
-        with atomic_write(out / "metrics.json", "w") as f:
-            f.write(json.dumps(metrics, indent=2))
-    except OSError as e:
-        raise ValueError(
-            f"cannot write metrics.json into {out} ({reason(e)}); the vectors are written (in {export_dir}) and "
-            f"the trained tables saved in {kept}; free space there and finish with {finish}"
-        ) from None
-    if not cfg.export.checkpoint and str(kept) != resumed_from:
-        kept.unlink(missing_ok=True)  # asked for vectors only; it was kept until they were written
-
-    if result.words:
-        _say(
-            f"trained {result.words:,} words in {result.seconds:.1f}s ({result.words_per_sec:,.0f} words/s), "
-            f"final loss {result.loss:.4f}; the run took {metrics['run_seconds']:.1f}s"
-        )
-    else:
-        _say(f"training had ended in {resumed_from}: evaluated and exported only; final loss {result.loss:.4f}")
-    if scores:
-        _say(f"evaluation (eval.restrict_vocab={cfg.eval.restrict_vocab}): " + _scores(scores))
-    if neighbours:
-        among = min(cfg.eval.probe_vocab or len(vocab), len(vocab))
-        _say(f"nearest neighbours (among the {among:,} most frequent words):\n" + neighbours)
-    missing = [word for word in cfg.eval.probe_words if word not in wv]
-    if missing:
-        _say(f"probe words not in the vocabulary: {', '.join(missing)} (eval.probe_words)")
-    _say(f"outputs in {out}")
     parallel.shutdown()
     return metrics
 
 
-class _Background:
-    """``fn(*args)`` on a daemon thread: a signal that ends the run does not wait for it."""
+def _plain(cfg) -> Dict[str, Any]:
+    """The config (Hydra's ``DictConfig`` or a :class:`~w2v.config.Config`) as plain values, as checkpoints keep it."""
+    try:
+        from omegaconf import OmegaConf
 
-    def __init__(self, fn: Callable, *args) -> None:
-        self._done = threading.Event()
-        self._value: Any = None
-        self._error: Optional[BaseException] = None
+        return OmegaConf.to_container(OmegaConf.structured(cfg) if not hasattr(cfg, "_metadata") else cfg, resolve=True)
+    except Exception:  # a plain dataclass without omegaconf
+        from dataclasses import asdict
 
-        def run() -> None:
-            try:
-                self._value = fn(*args)
-            except BaseException as e:  # handed to result()
-                self._error = e
-            finally:
-                self._done.set()
-
-        threading.Thread(target=run, name="w2v-evaluate", daemon=True).start()
-
-    def result(self) -> Any:
-        """Wait for the value (in short waits, so that a signal is handled meanwhile); re-raise a failure."""
-        while not self._done.wait(0.1):
-            pass
-        if self._error is not None:
-            raise self._error
-        return self._value
+        return asdict(cfg)
 
 
-def _import_in_background(name: str) -> Future:
-    """Import module ``name`` on a thread; the future's ``result()`` is the module."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="w2v-import")
-    future = pool.submit(importlib.import_module, name)
-    pool.shutdown(wait=False)
-    return future
+def _save_vocab(vocab, out: Path) -> None:
+    """``vocab.txt`` in the run folder, before training: a folder without room is a user error."""
+    try:
+        vocab.save(out / "vocab.txt")
+    except OSError as e:  # nothing trained yet: nothing lost
+        raise ValueError(
+            f"cannot write into hydra.run.dir={out} ({reason(e)}); free space there or choose another hydra.run.dir"
+        ) from None
 
 
-def _scores(scores: Dict[str, float], lead: str = "") -> str:
-    """Evaluation scores with their units: ``analogy 17.84%, ws353_spearman 0.5150, ws353_oov 12.7%``."""
-    shown = []
-    for name, value in scores.items():
-        if name == "analogy":
-            shown.append(f"analogy {100 * value:.2f}%")
-        elif name.endswith("_pct"):
-            shown.append(f"{name[:-4]} {value:.1f}%")
-        else:
-            shown.append(f"{name} {value:.4f}")
-    return lead + ", ".join(shown) if shown else ""
+def _first_metrics(run, device, world: int) -> Dict[str, Any]:
+    """What ``metrics.json`` knows before training: the vocabulary, the corpus, the device and step."""
+    metrics: Dict[str, Any] = {
+        "vocab_size": len(run.vocab), "corpus_tokens": len(run.corpus), "device": str(device),
+        "step": run.trainer.strategy.name,
+    }
+    if world > 1:
+        metrics["processes"] = world
+    if run.resumed_from:
+        metrics["resumed_from"] = run.resumed_from
+    return metrics
 
 
-def _keep_trained(out: Path, export_dir: Path, resumed_from, trained_words: int, saved: list, write) -> Path:
-    """Write the trained tables as ``checkpoint.pt``: into the run folder, else a spare folder.
-
-    Returns:
-        the file (the checkpoint resumed from, when it is this folder's and nothing was trained).
+def _fit(trainer, on_epoch_end, monitor, writer, checkpoints, start):
+    """``trainer.fit``; a stopped or diverged run's exception names the checkpoints there are.
 
     Raises:
-        ValueError: no folder took it; the message names the last checkpoint saved.
+        TrainingInterrupted: with ``checkpoint`` (the stop's, ``None`` when it could not be
+            written), ``unsaved`` (why not) and ``last`` (the latest checkpoint there is).
+        TrainingDiverged: its message names the last good checkpoint.
     """
-    if not trained_words and resumed_from and Path(resumed_from) == out / FINAL:
-        return Path(resumed_from)  # already here, whole
-    path, refused = _save_somewhere(FINAL, write, [out, *_spare_folders(out, export_dir)])
-    if path is None:
-        last = saved[-1] if saved else resumed_from
-        then = f"resume from the last checkpoint, train.resume={last}" if last else "train again"
-        raise ValueError(f"cannot save the trained tables: no room in {'; '.join(refused)}; free space, then {then}")
-    if refused:
-        _say(f"warning: cannot write {FINAL} into {refused[0]}; the trained tables are saved in {path} instead", err=True)
-    return path
+    try:
+        return trainer.fit(on_epoch_end=on_epoch_end, progress=monitor.for_epoch, checkpoint=checkpoints.save, start=start)
+    except BaseException as e:
+        monitor.close()
+        writer.close()
+        if isinstance(e, TrainingInterrupted):
+            saved, unsaved = checkpoints.saved, checkpoints.unsaved
+            e.checkpoint = saved[-1] if saved and not unsaved else None
+            e.unsaved = unsaved[-1] if unsaved else None  # why no checkpoint of the stop could be written
+            e.last = checkpoints.last  # then, the latest one there is
+        if isinstance(e, TrainingDiverged):
+            last = checkpoints.last
+            hint = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+            raise TrainingDiverged(f"{e}; {hint}") from None
+        raise
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, TrainingDiverged)
