@@ -8,6 +8,11 @@ speed-up of N processes is meaningful only on a machine with N x workers idle co
 
     python scripts/bench_distributed.py --corpus ../shared/data/enwiki-gutenberg-20m.txt.gz --repeat 3
 
+``--cores-per-process K`` gives every process the same cores: one process runs on cores
+0..K-1 and N processes on cores 0..NK-1 (``taskset``). Without it one process with
+``train.workers=1`` also uses a second core when there is one (its drawing thread), which
+N processes on N cores cannot: the comparison is then of unequal resources per process.
+
 ``--mode sharded`` runs the row-sharded layout instead of replicas. ``--merge`` and
 ``--merge-every`` take comma-separated lists: every combination runs once after the
 alternating pairs (a run is deterministic, so one run gives its quality), which is how
@@ -43,6 +48,8 @@ def run(ranks: int, args, folder: Path, *overrides: str) -> dict:
         f"train.workers={args.workers}", "train.progress=false", "eval.every_epoch=false", "eval.projector_words=0",
         "export.formats=[]", "export.checkpoint=false", f"hydra.run.dir={folder}", *overrides,
     ]
+    if args.cores_per_process:
+        cmd = ["taskset", "-c", f"0-{ranks * args.cores_per_process - 1}", *cmd]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.workers)}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if result.returncode:
@@ -72,11 +79,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="train.workers of every process")
     parser.add_argument("--repeat", type=int, default=2, help="alternating pairs of runs (1 process, then N)")
     parser.add_argument("--mode", default="replicas", choices=("replicas", "sharded"))
+    parser.add_argument("--cores-per-process", type=int, default=0,
+                        help="pin one process to this many cores and N processes to N times as many (taskset)")
     parser.add_argument("--merge", default="", help="merge rules to sweep, e.g. sum,mean,changed")
     parser.add_argument("--merge-every", default="", help="merge intervals in words to sweep, e.g. 262144,1048576")
     args = parser.parse_args()
     mode = [f"train.distributed={args.mode}"]
-    print(f"corpus {args.corpus}, {args.epochs} epoch(s), dim {args.dim}, train.workers={args.workers} per process",
+    if args.cores_per_process and args.ranks * args.cores_per_process > len(os.sched_getaffinity(0)):
+        sys.exit(f"--cores-per-process {args.cores_per_process} x {args.ranks} ranks needs more cores than this machine has")
+    pinned = f", {args.cores_per_process} core(s) per process (taskset)" if args.cores_per_process else ""
+    print(f"corpus {args.corpus}, {args.epochs} epoch(s), dim {args.dim}, train.workers={args.workers} per process{pinned}",
           flush=True)
     print(f"{'run':<58} {'words/s':>10} {'analogy':>8} {'WS-353':>7}")
     pairs = []
