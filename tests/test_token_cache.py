@@ -134,3 +134,19 @@ def test_a_killed_tokenization_is_swept_by_the_next_run(tmp_path, cache_dir):
     (tmp_path / "c.txt").write_text("one two\n")
     load_corpus(str(tmp_path / "c.txt"), Tokenizer(), cache_dir=cache_dir)
     assert not stale.exists() and live.exists()
+
+
+def test_counts_added_in_batches_are_the_counts(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    words = [f"w{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}" for i in rng.zipf(1.5, size=20_000) % 600]
+    (tmp_path / "c.txt").write_text(" ".join(words))
+    monkeypatch.setattr("w2v.corpus.CHUNK_CHARS", 997)  # many pieces
+    out = {}
+    for batch in (token_cache.COUNT_BATCH, 1000):  # once at the end, and every ~1,000 ids
+        monkeypatch.setattr(token_cache, "COUNT_BATCH", batch)
+        (tmp_path / str(batch)).mkdir()
+        out[batch] = token_cache.encode([tmp_path / "c.txt"], Tokenizer(), tmp_path / str(batch), workers=1)
+    a, b = out.values()
+    assert a.counts.tolist() == b.counts.tolist() and a.types == b.types and int(a.counts.sum()) == len(words)
+    expected = {w: words.count(w) for w in set(words)}
+    assert dict(zip(b.types, b.counts.tolist())) == expected

@@ -114,6 +114,7 @@ _OWN: Dict[str, object] = {}  # the worker's tokenizer and word table
 
 def _start_worker(pattern: str, lowercase: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the main process's handler: just end
     _OWN["tokenizer"] = Tokenizer(pattern, lowercase)
     _OWN["ids"] = TypeIds(pattern)
 
