@@ -621,3 +621,18 @@ def test_an_nn_embedding_state_loads_into_any_shard_count(num_shards):
     layer = ShardedEmbedding(7, 3, num_shards=num_shards)
     layer.load_state_dict(source.state_dict())
     assert torch.equal(layer.weight, source.weight.detach())
+
+
+def test_ids_on_an_accelerator_are_checked_where_they_live_without_a_host_read():
+    from sync_guard import HostSyncCounter
+
+    ids = torch.tensor([0, 3, 9])
+    with HostSyncCounter() as guard:
+        partition.check_ids_on_device(ids, 10)
+    assert guard.syncs == [] and "aten._assert_async" in guard.names
+    with pytest.raises(RuntimeError, match=r"an id is out of range for a table of 9 rows; valid ids are 0 to 8"):
+        partition.check_ids_on_device(ids, 9)  # on the CPU the device's check fails at once
+    with pytest.raises(RuntimeError, match="out of range"):
+        partition.check_ids_on_device(torch.tensor([-1]), 9)
+    with pytest.raises(IndexError, match=r"id 9 is out of range for a table of 9 rows"):
+        partition.check_ids(ids, 9)  # CPU ids: the exact id, read back

@@ -275,7 +275,9 @@ def embedding_lookup(
     Raises:
         ValueError: unknown strategy or ``max_norm_mode``; no shards; shards that disagree
             in trailing shape or dtype, or whose sizes do not follow the layout.
-        IndexError: an id outside ``[0, V)``, on any device.
+        IndexError: an id outside ``[0, V)`` (CPU ids; on an accelerator the device checks
+            them and a ``RuntimeError`` surfaces at the next synchronisation, as with
+            ``torch.nn.functional.embedding`` on CUDA).
         TypeError: non-integer ids.
 
     Shape:

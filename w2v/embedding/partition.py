@@ -190,9 +190,14 @@ def join_shards(shards: Sequence[torch.Tensor], partition_strategy: str = "mod")
 def check_ids(ids: torch.Tensor, num_embeddings: int) -> None:
     """Raise ``IndexError`` naming the first bad id when an id is outside ``[0, V)``.
 
-    One ``aminmax`` pass; on an accelerator it costs one host sync.
+    One ``aminmax`` pass on the CPU. On an accelerator, reading the range back would stall
+    the host at every lookup, so the device checks it (:func:`check_ids_on_device`) and
+    the error surfaces at the next synchronisation, as ``nn.Embedding``'s does on CUDA.
     """
     if ids.numel() == 0:
+        return
+    if ids.device.type != "cpu":
+        check_ids_on_device(ids, num_embeddings)
         return
     lo, hi = torch.stack(torch.aminmax(ids)).tolist()
     if lo >= 0 and hi < num_embeddings:
@@ -200,6 +205,17 @@ def check_ids(ids: torch.Tensor, num_embeddings: int) -> None:
     bad = lo if lo < 0 else hi
     valid = f"valid ids are 0 to {num_embeddings - 1}" if num_embeddings else "the table has no rows"
     raise IndexError(f"id {bad} is out of range for a table of {num_embeddings} rows; {valid}")
+
+
+def check_ids_on_device(ids: torch.Tensor, num_embeddings: int) -> None:
+    """Check that every id is in ``[0, V)`` where ``ids`` live, without waiting for the answer.
+
+    Raises:
+        RuntimeError: an id is out of range (at once on the CPU; on an accelerator, at the
+            next synchronisation).
+    """
+    inside = ((ids >= 0) & (ids < num_embeddings)).all()
+    torch._assert_async(inside, f"an id is out of range for a table of {num_embeddings} rows; valid ids are 0 to {num_embeddings - 1}")
 
 
 def as_ids(ids, device: Optional[torch.device] = None) -> torch.Tensor:
