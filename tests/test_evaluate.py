@@ -196,7 +196,7 @@ def test_cli_json(vectors_file, vectors, capsys):
     assert total["correct"] == len(sections[-1]["correct"]) and total["seen"] == total["correct"] + total["incorrect"]
     _, spearman, oov = vectors[1].evaluate_word_pairs(str(WORDSIM), restrict_vocab=700)
     assert report["similarity"]["spearman"]["statistic"] == pytest.approx(spearman[0], abs=1e-6)
-    assert report["similarity"]["oov_ratio"] == pytest.approx(oov)
+    assert report["similarity"]["oov_pct"] == pytest.approx(oov)
 
 
 def test_cli_without_files_uses_the_bundled_sets_and_trainings_restrict_vocab(vectors_file, vectors, capsys):

@@ -44,6 +44,7 @@ LAYERS = {
     "float_text": 8,  # %.8e text of float tables, for the word2vec text format
     "formats": 8,
     "vectors": 8,
+    "cosadd": 8,  # many analogy questions answered at once, from their words' products
     "evaluate": 8,
     "query": 8,
     "cli": 8,

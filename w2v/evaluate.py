@@ -6,11 +6,13 @@ handling (``case_insensitive`` upper-cases the test words and the vocabulary, th
 most frequent, spelling of a word winning), the same skipping (or, with ``dummy4unknown``,
 zero-scoring) of questions with out-of-vocabulary words, and a final "Total accuracy" section.
 
-gensim answers each analogy with its own ``most_similar`` call; here the questions of a
-section share one matrix product (:meth:`w2v.vectors.WordVectors.top_k`). Matrix products
-round differently from gensim's matrix-vector ones, so a question whose top candidates lie
-within ``1e-5`` of each other is re-scored with gensim's own arithmetic; the answers
-then match gensim's question for question.
+gensim answers each analogy with its own ``most_similar`` call; here all the questions are
+answered at once, from the products of their few distinct words with the table
+(:mod:`w2v.cosadd`), or from one matrix product of their query vectors
+(:meth:`w2v.vectors.WordVectors.top_k`) when they name many words. Both round differently
+from gensim's matrix-vector products, so a question whose top candidates lie within
+``1e-5`` of each other is re-scored with gensim's own arithmetic; the answers then match
+gensim's question for question.
 
 Command line (``w2v-evaluate`` once installed)::
 
@@ -34,6 +36,7 @@ import numpy as np
 from w2v import files
 from w2v.cli import USER_ERRORS, ArgumentParser, UsageError, fail, to_json, whole_number
 from w2v.config import EvalConfig
+from w2v.cosadd import cosadd_top_k, worth_it
 from w2v.vectors import WordVectors, check_count, torch_device
 
 log = logging.getLogger(__name__)
@@ -78,12 +81,16 @@ def evaluate_word_analogies(
         questions with unknown words. The last section is ``"Total accuracy"``.
     """
     ok = _ok_vocab(wv, restrict_vocab, case_insensitive)
+    read = _read_analogies(analogies, case_insensitive)
+    known = [[q for q in questions if all(w in ok for w in q)] for _, questions in read]
+    # Every section's questions in one batch: one pass over the table instead of one per section.
+    abc_d = [[ok[w] for w in q] for qs in known for q in qs]
+    right = iter(_solve(wv, abc_d, ok, restrict_vocab, case_insensitive, device))
     sections = []
-    for name, questions in _read_analogies(analogies, case_insensitive):
-        known = [q for q in questions if all(w in ok for w in q)]
-        section = {"section": name, "correct": [], "incorrect": [], "oov": len(questions) - len(known)}
-        right = _solve(wv, [[ok[w] for w in q] for q in known], restrict_vocab, case_insensitive, device)
-        for q, is_right in _merge(questions, known, right, ok, dummy4unknown):
+    for (name, questions), section_known in zip(read, known):
+        section = {"section": name, "correct": [], "incorrect": [], "oov": len(questions) - len(section_known)}
+        answers = [next(right) for _ in section_known]
+        for q, is_right in _merge(questions, section_known, answers, ok, dummy4unknown):
             section["correct" if is_right else "incorrect"].append(q)
         sections.append(section)
         _log_section(section)
@@ -132,25 +139,55 @@ def _merge(questions, known, right, ok, dummy4unknown):
             yield q, False
 
 
-def _solve(wv: WordVectors, abc_d: List[List[int]], restrict_vocab, case_insensitive, device) -> List[bool]:
-    """Whether gensim's 3CosAdd answer to each question (ids of a, b, c, expected) is right."""
+def _solve(wv: WordVectors, abc_d: List[List[int]], ok: Dict[str, int], restrict_vocab, case_insensitive, device) -> List[bool]:
+    """Whether gensim's 3CosAdd answer to each question (ids of a, b, c, expected) is right.
+
+    Question ids come from ``ok`` (:func:`_ok_vocab`): each is the first id of its spelling,
+    so a candidate is spelled like a question word when its first id is that word's id.
+    """
     if not abc_d:
         return []
+    restrict_vocab = min(len(wv), restrict_vocab or len(wv))  # the words searched
     ids = np.asarray(abc_d, dtype=np.int64)  # (n, 4)
     wv.fill_norms()
     query = _gensim_queries(wv.vectors, wv.norms, ids[:, 0], ids[:, 1], ids[:, 2])  # (n, D)
-    scores, top = wv.top_k(query, _CANDIDATES + 1, exclude=ids[:, :3], restrict_vocab=restrict_vocab, device=device)
+    if worth_it(ids[:, :3], wv.vector_size):  # few distinct words: from their products with the table
+        scores, top = cosadd_top_k(wv.unit_table(device), ids[:, :3], _CANDIDATES + 1, restrict_vocab)
+    else:
+        scores, top = wv.top_k(query, _CANDIDATES + 1, exclude=ids[:, :3], restrict_vocab=restrict_vocab, device=device)
+    first = np.arange(restrict_vocab, dtype=np.int64)  # each word's first spelling's id
+    if case_insensitive:
+        first = np.fromiter((ok[k.upper()] for k in wv.index_to_key[:restrict_vocab]), np.int64, restrict_vocab)
+    valid = top >= 0  # (n, 6): ids first, -1 padding last
+    spelled = np.where(valid, first[np.where(valid, top, 0)], -1)
+    pos = _first_pick(spelled[:, :_CANDIDATES], valid[:, :_CANDIDATES], ids[:, :3])  # (n,)
+    n_valid = valid.sum(1)
+    # A question is re-scored when the pick or the next candidate ties with one before it.
+    deciding = np.minimum(pos + 2, n_valid)  # how many of the best scores decide the pick
+    gaps = scores[:, :-1] - scores[:, 1:]  # (n, 5); -inf - -inf is nan, beyond `deciding`
+    tie = ((gaps < _TIE) & (np.arange(gaps.shape[1]) < (deciding - 1)[:, None])).any(1)
+    picked = np.where(pos >= 0, spelled[np.arange(len(ids)), np.maximum(pos, 0)], -1)
+    right = (pos >= 0) & (picked == ids[:, 3])
     key = (lambda i: wv.index_to_key[i].upper()) if case_insensitive else (lambda i: wv.index_to_key[i])
-    right = []
-    for n, (a, b, c, expected) in enumerate(ids.tolist()):
-        cands = [i for i in top[n].tolist() if i >= 0]
-        pos = _pick(cands[:_CANDIDATES], {key(a), key(b), key(c)}, key)
-        deciding = scores[n][: min(pos + 2, len(cands))]  # the pick and its neighbours in rank
-        if len(deciding) > 1 and np.min(deciding[:-1] - deciding[1:]) < _TIE:
-            cands = _gensim_candidates(wv.vectors, wv.norms, query[n], (a, b, c), restrict_vocab)
-            pos = _pick(cands, {key(a), key(b), key(c)}, key)
-        right.append(pos >= 0 and key(cands[pos]) == key(expected))
-    return right
+    for n in np.flatnonzero(tie):  # gensim's own arithmetic decides near-ties
+        a, b, c, expected = ids[n].tolist()
+        cands = _gensim_candidates(wv.vectors, wv.norms, query[n], (a, b, c), restrict_vocab)
+        p = _pick(cands, {key(a), key(b), key(c)}, key)
+        right[n] = p >= 0 and key(cands[p]) == key(expected)
+    return right.tolist()
+
+
+def _first_pick(spelled: np.ndarray, valid: np.ndarray, abc: np.ndarray) -> np.ndarray:
+    """:func:`_pick` for every question at once: the position gensim answers with, ``-1`` for none.
+
+    Args:
+        spelled: ``(n, m)`` the candidates' first-spelling ids, best first.
+        valid: ``(n, m)`` which candidates exist (the rest pad the end).
+        abc: ``(n, 3)`` the question words' first-spelling ids.
+    """
+    other = valid & (spelled[:, :, None] != abc[:, None, :]).all(2)  # (n, m) not spelled like a question word
+    last = valid.sum(1) - 1  # gensim's answer when every candidate is a question word (-1: none)
+    return np.where(other.any(1), other.argmax(1), last)
 
 
 def _pick(cands: Sequence[int], ignore: set, key) -> int:
@@ -369,7 +406,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             gold, model, oov = _word_pairs(wv, args.similarity, args.delimiter, encoding="utf8", **opts)
             pr, sp, ratio = pearson(gold, model), spearman(gold, model), _oov_ratio(len(gold), oov, args.dummy4unknown)
             report["similarity"] = {"path": args.similarity, **opts, "pearson": pr._asdict(),
-                                    "spearman": sp._asdict(), "pairs": len(gold), "oov": oov, "oov_ratio": ratio}
+                                    "spearman": sp._asdict(), "pairs": len(gold), "oov": oov, "oov_pct": ratio}
     except USER_ERRORS as e:
         return fail(e)
     print(to_json(report, indent=2) if args.json else _text(report))
@@ -401,7 +438,7 @@ def _text(report: dict) -> str:
     if "similarity" in report:
         s = report["similarity"]
         out += ["", f"similarity: {s['path']} (restrict_vocab={s['restrict_vocab']}; {s['pairs']} pairs scored, "
-                    f"{s['oov']} with unknown words: {s['oov_ratio']:.1f}%)"]
+                    f"{s['oov']} with unknown words: {s['oov_pct']:.1f}%)"]
         for name in ("spearman", "pearson"):
             out.append(f"  {name:<9}{s[name]['statistic']:.4f}  (p = {s[name]['pvalue']:.3g})")
     return "\n".join(out)

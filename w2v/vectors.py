@@ -29,6 +29,8 @@ Result = List[Tuple[str, float]]
 # top_k works on (queries x words) tiles of this many scores: 32 MB, about the L3 cache, on CPU
 _TILE = {"cpu": 1 << 23, "cuda": 1 << 28}
 _QUERY_BLOCK = 1024
+# top_k ranks a tile's columns in groups of this many (see tile_topk)
+_GROUP = 64
 
 
 class PretrainedEmbedding(NamedTuple):
@@ -236,7 +238,7 @@ class WordVectors:
         check_count(k, "k")
         check_count(restrict_vocab, "restrict_vocab")
         queries = np.ascontiguousarray(queries, dtype=np.float32)  # (B, D)
-        table = self._unit_on(dev)[:restrict_vocab]  # (R, D)
+        table = self.unit_table(dev)[:restrict_vocab]  # (R, D)
         n = table.shape[0]
         k = min(k, n)
         out_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
@@ -262,7 +264,7 @@ class WordVectors:
                     torch.matmul(block, part.T, out=scores)
                 hit = (ex_rows >= qs) & (ex_rows < qs + len(block)) & (ex_cols >= vs) & (ex_cols < vs + len(part))
                 scores[ex_rows[hit] - qs, ex_cols[hit] - vs] = -torch.inf
-                v, i = torch.topk(scores, min(k, len(part)), dim=1)
+                v, i = tile_topk(scores, min(k, len(part)))
                 vals.append(v)
                 ids.append(i + vs)
             v, j = torch.topk(torch.cat(vals, 1), k, dim=1)  # (b, k), best first
@@ -271,7 +273,9 @@ class WordVectors:
         out_i[np.isneginf(out_s)] = -1
         return out_s, out_i
 
-    def _unit_on(self, device: torch.device) -> torch.Tensor:
+    def unit_table(self, device: Union[str, torch.device, None] = None) -> torch.Tensor:
+        """The unit-normalised ``(V, D)`` table as a tensor on ``device`` (the CPU's shares memory; others are cached)."""
+        device = torch_device(device)
         if device.type == "cpu":
             return torch.from_numpy(self.get_normed_vectors())  # shares memory
         key = str(device)
@@ -427,6 +431,30 @@ def _as_list(keys) -> list:
     if isinstance(keys, (str, np.ndarray, torch.Tensor)) and not (hasattr(keys, "ndim") and keys.ndim > 1):
         return [keys]
     return list(keys)
+
+
+def tile_topk(scores: torch.Tensor, k: int, group: int = _GROUP) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(scores, k, dim=1)``, reading most scores once: a tile's best ``k`` lie in its best ``k`` groups.
+
+    Each row's columns form groups of ``group``; the ``k`` groups with the largest maxima
+    hold the row's ``k`` largest scores (a score in the top ``k`` has at most ``k - 1``
+    larger ones, so at most ``k - 1`` groups beat its own), and only their columns are
+    ranked. Equal scores may come back in another order than ``torch.topk``'s.
+
+    Shape:
+        scores: ``(b, t)``; returns values and column ids, both ``(b, k)``, best first.
+    """
+    b, t = scores.shape
+    whole = t - t % group  # the ragged end joins the candidates as it is
+    if whole < 4 * k * group:
+        return torch.topk(scores, k, dim=1)
+    maxima = scores[:, :whole].reshape(b, whole // group, group).amax(2)  # (b, t / group)
+    best = torch.topk(maxima, k, dim=1).indices  # (b, k)
+    cols = (best[:, :, None] * group + torch.arange(group, device=scores.device)).reshape(b, k * group)
+    if whole < t:
+        cols = torch.cat([cols, torch.arange(whole, t, device=scores.device).expand(b, t - whole)], 1)
+    v, j = torch.topk(torch.gather(scores, 1, cols), k, dim=1)
+    return v, torch.gather(cols, 1, j)
 
 
 def _excluded(exclude, n: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
