@@ -49,6 +49,7 @@ LAYERS = {
     "query": 8,
     "cli": 8,
     "overrides": 9,
+    "projector": 9,  # vectors for TensorBoard's embedding projector
     "monitor": 9,  # what a run shows: its lines, the progress bar, TensorBoard
     "prepare": 9,  # the first stage of a run: corpus, vocabulary, model, where it starts
     "run_folder": 10,  # where a run's files go: the folder it holds, spare folders when full

@@ -52,16 +52,30 @@ def test_a_skipped_evaluation_is_said_once_and_the_scores_go_to_tensorboard(tmp_
     assert ("add_scalar", ("eval/analogy", 0.5, 30), {}) in writer.calls
 
 
-def test_probes_and_projector_go_to_tensorboard():
+def test_probes_and_projector_go_to_tensorboard(tmp_path):
     writer = _Writer()
-    evaluation = RunEvaluation(eval_config(), None, None, writer, print)
+    evaluation = RunEvaluation(eval_config(), None, None, writer, print, projector_dir=tmp_path)
     _, wv = small_vectors()
     text = evaluation.probes(wv, 7)
     assert text.startswith("cat: dog ") and "nosuchword" not in text
     evaluation.projector(wv, 7)
-    names = [name for name, _, _ in writer.calls]
-    assert names == ["add_text", "add_embedding"]
-    assert writer.calls[1][2]["metadata"] == ["<unk>", "cat", "dog"]  # the first projector_words rows
+    assert [name for name, _, _ in writer.calls] == ["add_text"]
+    folder = tmp_path / "00007" / "input"
+    assert (folder / "metadata.tsv").read_text().split() == ["<unk>", "cat", "dog"]  # the first projector_words rows
+    rows = np.loadtxt(folder / "tensors.tsv", delimiter="\t", dtype=np.float32)
+    assert np.array_equal(rows, wv.vectors[:3])
+
+
+def test_a_projector_folder_without_room_is_one_warning(tmp_path):
+    said = []
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the folder should be: every write fails
+    evaluation = RunEvaluation(eval_config(), None, None, _Writer(), lambda text, err=False: said.append((text, err)),
+                               projector_dir=blocked)
+    _, wv = small_vectors()
+    evaluation.projector(wv, 1)
+    evaluation.projector(wv, 2)
+    assert len(said) == 1 and said[0][0].startswith("warning: no more projector files: cannot write into ") and said[0][1]
 
 
 def test_between_epochs_says_the_loss_and_the_scores():

@@ -20,6 +20,8 @@ import torch
 from . import parallel
 from .evaluate import evaluate_word_analogies, evaluate_word_pairs
 from .monitor import format_scores
+from .projector import write_projector
+from .safefile import reason
 from .vectors import WordVectors
 
 Scored = Tuple[Dict[str, float], Optional[str]]  # the scores, and why the evaluation was skipped (if it was)
@@ -51,12 +53,15 @@ class RunEvaluation:
         analogies, similarity: the evaluation files (``None``: that score is left out).
         writer: TensorBoard's ``SummaryWriter`` (or anything with its methods).
         say: ``say(text, err=False)``, a line of the run (clear of the progress bar).
+        projector_dir: the writer's folder, where the projector's files go (``None``: none).
     """
 
     def __init__(
-        self, cfg, analogies: Optional[Path], similarity: Optional[Path], writer, say: Callable[..., None]
+        self, cfg, analogies: Optional[Path], similarity: Optional[Path], writer, say: Callable[..., None],
+        projector_dir: Optional[Path] = None,
     ) -> None:
         self.cfg, self.analogies, self.similarity, self.writer, self.say = cfg, analogies, similarity, writer, say
+        self.projector_dir = projector_dir
         self._warned = False
 
     def score(self, wv: WordVectors) -> Scored:
@@ -101,12 +106,17 @@ class RunEvaluation:
         return text
 
     def projector(self, wv: WordVectors, step: int) -> None:
-        """The first ``eval.projector_words`` vectors (the most frequent words) to TensorBoard's projector."""
-        if self.cfg.projector_words > 0:
+        """The first ``eval.projector_words`` vectors (the most frequent words) to TensorBoard's projector.
+
+        A folder that takes no more files (a full disk) is one warning; the run goes on without.
+        """
+        if self.cfg.projector_words > 0 and self.projector_dir is not None:
             n = min(self.cfg.projector_words, len(wv))
-            self.writer.add_embedding(
-                torch.from_numpy(wv.vectors[:n]), metadata=wv.index_to_key[:n], global_step=step, tag="input"
-            )
+            try:
+                write_projector(self.projector_dir, wv.vectors[:n], wv.index_to_key[:n], step, tag="input")
+            except OSError as e:
+                self.say(f"warning: no more projector files: cannot write into {self.projector_dir} ({reason(e)})", err=True)
+                self.projector_dir = None
 
     def between_epochs(self, epoch: int, wv: WordVectors, result, step: int) -> None:
         """Evaluate after epoch ``epoch`` (of :class:`~w2v.state.FitResult` ``result``) and say how it went."""

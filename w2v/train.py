@@ -114,7 +114,10 @@ def _train(
     writer = open_tensorboard(tensorboard, out / "tb", note) if main else NoWriter()
     monitor = Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, run.start.words if run.start else 0)
     metrics = _first_metrics(run, device, world)
-    evaluation = RunEvaluation(cfg.eval, analogies, similarity, writer, monitor.say)
+    evaluation = RunEvaluation(
+        cfg.eval, analogies, similarity, writer, monitor.say,
+        projector_dir=None if isinstance(writer, NoWriter) else out / "tb",
+    )
 
     def on_epoch_end(epoch: int, result) -> None:
         monitor.end_epoch(epoch)
