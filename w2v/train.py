@@ -277,6 +277,20 @@ def _saved(stop: TrainingInterrupted, world: int) -> str:
     return f"checkpoint saved to {stop.checkpoint}; continue with train.resume={where}"
 
 
+def _compose_once(argv) -> None:
+    """Let Hydra compose the config once per command, not twice.
+
+    Hydra 1.3 (``hydra-core<1.4``, as pinned) composes the whole config a first time only to
+    read ``hydra.mode`` (``Hydra.get_mode``), ~0.1 s of every command. No
+    config of ours sets it, so unless an override names it, the answer is "unset": the
+    command line's ``-m`` alone decides, as Hydra then does.
+    """
+    from hydra._internal.hydra import Hydra
+
+    if not any(a.lstrip("+~").startswith("hydra.mode=") for a in argv):
+        Hydra.get_mode = lambda self, config_name, overrides: None
+
+
 def main() -> None:
     """``w2v-train`` and ``python -m w2v.train``: Hydra's command line over :func:`train`."""
     import hydra
@@ -286,6 +300,7 @@ def main() -> None:
     from .overrides import check_overrides, resume_in_place
 
     register_configs()
+    _compose_once(sys.argv[1:])
     try:  # Hydra's own reports of a bad override are many lines and exit status 1
         check_overrides(sys.argv[1:])
         sys.argv[1:] = resume_in_place(sys.argv[1:])
