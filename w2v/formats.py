@@ -123,11 +123,16 @@ def write_word2vec(path, words: Sequence[str], vectors: np.ndarray, binary: bool
     with atomic_write(path, "wb") as f:
         if header:
             f.write(f"{n} {dim}\n".encode())
+        step = max(1, (1 << 18) // max(dim, 1))  # rows per block: ~4 MB of text, 1 MB of binary
         if binary:
-            for word, row in zip(words, le):
-                f.write(word.encode("utf-8") + b" " + row.tobytes() + b"\n")
+            size = 4 * dim
+            for start in range(0, n, step):
+                raw = le[start : start + step].tobytes()
+                f.write(b"".join(
+                    w.encode("utf-8") + b" " + raw[i * size : (i + 1) * size] + b"\n"
+                    for i, w in enumerate(words[start : start + step])
+                ))
             return
-        step = max(1, (1 << 18) // max(dim, 1))  # rows per block: ~4 MB of text
         for start in range(0, n, step):
             text, ends = scientific(le[start : start + step])
             begins = [0, *ends[:-1].tolist()]
