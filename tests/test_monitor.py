@@ -35,6 +35,30 @@ def test_words_per_second_leave_out_the_pauses_between_epochs():
     assert len(rates) == 2 and min(rates) > 10_000 / 0.5  # 10,000 words in ~0.05 s; with the pause, < 10,000/s
 
 
+def test_the_bar_shows_training_time_only(capsys):
+    monitor = Monitor(total_words=20_000, epoch_words=10_000, writer=_Scalars(), show=True)
+    clock = [100.0]
+    monitor.bar._time = lambda: clock[0]
+    monitor.bar.start_t = monitor.bar.last_print_t = clock[0]
+    stats = [SimpleNamespace(lr=0.01)]
+    report = monitor.for_epoch(0)
+    clock[0] += 2.0
+    report(10_000, stats, 1.5)
+    monitor.end_epoch(0)
+    clock[0] += 30.0  # evaluation between epochs, which prints a line
+    monitor.say("epoch 1: loss 1.5000")
+    assert monitor.bar.format_dict["elapsed"] == 2.0
+    report = monitor.for_epoch(1)
+    clock[0] += 2.0
+    report(10_000, stats, 1.25)
+    monitor.end_epoch(1)
+    assert monitor.bar.format_dict["elapsed"] == 4.0 and monitor.bar.n == 20_000
+    monitor.close()
+    frames = capsys.readouterr().err.replace("\r", "\n")
+    assert "100%" in frames and "epoch=2" in frames and "loss=1.250" in frames
+    assert "00:32" not in frames and "00:34" not in frames  # the pause is in no frame
+
+
 class _FullDisk:
     def __init__(self):
         self.calls = 0

@@ -124,6 +124,8 @@ class Monitor:
 
     Words/s count training time only: each epoch restarts the clocks, so the evaluation
     between epochs does not slow the figures down, and each epoch's end fills the bar.
+    The bar's clock stops from an epoch's end to the next epoch's start: its elapsed time
+    and rate are training's, in every frame, those drawn between epochs too.
     """
 
     def __init__(self, total_words: int, epoch_words: int, writer, show: bool, start: int = 0) -> None:
@@ -134,10 +136,12 @@ class Monitor:
         )
         self.writer, self.epoch_words = writer, epoch_words
         self.last = (time.perf_counter(), start)
+        self._paused_at = None  # when the bar's clock stopped (an epoch's end), if it has
 
     def for_epoch(self, epoch: int):
         base = epoch * self.epoch_words
-        self.bar.unpause()  # the time since the last update (evaluation) is not training
+        self._hold_clock()  # the time since the last epoch's end (evaluation) is not training
+        self._paused_at = None
         self.last = (time.perf_counter(), max(base, self.bar.n))
 
         def report(words: int, stats, loss: float) -> None:
@@ -147,8 +151,8 @@ class Monitor:
             rate = (done - w0) / max(now - t0, 1e-9)
             self.last = (now, done)
             lr = max(s.lr for s in stats)
-            self.bar.update(done - self.bar.n)
             self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.5f}", epoch=epoch + 1, refresh=False)
+            self.bar.update(done - self.bar.n)  # drawn with this report's figures, not the last one's
             self.writer.add_scalar("train/loss", loss, done)
             self.writer.add_scalar("train/lr", lr, done)
             self.writer.add_scalar("train/words_per_sec", rate, done)
@@ -158,9 +162,21 @@ class Monitor:
     def end_epoch(self, epoch: int) -> None:
         """Fill the bar to the epoch's end (the last report comes up to half a second earlier)."""
         self.bar.update(max((epoch + 1) * self.epoch_words - self.bar.n, 0))
+        if not self.bar.disable:
+            self.bar.refresh()  # the epoch's last frame, at training's own time
+            self._paused_at = self.bar._time()
+
+    def _hold_clock(self) -> None:
+        """Move the bar's start forward by the time it has been paused, so that time is not counted."""
+        if self._paused_at is not None and not self.bar.disable:
+            now = self.bar._time()
+            self.bar.start_t += now - self._paused_at
+            self.bar.last_print_t += now - self._paused_at
+            self._paused_at = now
 
     def say(self, text: str, err: bool = False) -> None:
-        """A line of the run (see :func:`say`) that does not break the bar."""
+        """A line of the run (see :func:`say`) that does not break the bar (nor count in its time)."""
+        self._hold_clock()
         say(text, err=err, bar=self.bar)
 
     def close(self) -> None:
