@@ -150,3 +150,18 @@ def test_counts_added_in_batches_are_the_counts(tmp_path, monkeypatch):
     assert a.counts.tolist() == b.counts.tolist() and a.types == b.types and int(a.counts.sum()) == len(words)
     expected = {w: words.count(w) for w in set(words)}
     assert dict(zip(b.types, b.counts.tolist())) == expected
+
+
+def test_types_with_spaces_in_words_read_back_line_by_line(tmp_path):
+    from w2v.token_cache import _read_types
+
+    path = tmp_path / "types.txt"
+    path.write_text("new york 3\nparis 2\nlong\u2028line 1\n", encoding="utf-8")  # a token_pattern that allows spaces
+    words, counts = _read_types(path)
+    assert words == ["new york", "paris", "long\u2028line"] and counts.tolist() == [3, 2, 1]
+    path.write_text("paris 2\nrome 1\n", encoding="utf-8")
+    words, counts = _read_types(path)
+    assert words == ["paris", "rome"] and counts.dtype == np.int64 and counts.tolist() == [2, 1]
+    path.write_text("paris 2\nrome 1", encoding="utf-8")  # cut short
+    with pytest.raises(ValueError):
+        _read_types(path)

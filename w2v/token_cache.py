@@ -36,7 +36,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -267,17 +267,11 @@ def load_encoded(folder: Path) -> EncodedCorpus:
         meta = json.loads((folder / "meta.json").read_text())
         n, n_types = int(meta["tokens"]), int(meta["types"])
         tokens = np.load(folder / "tokens.npy", mmap_mode="r")
-        types, counts = [], []
-        with open(folder / "types.txt", encoding="utf-8") as f:
-            for line in f:
-                word, count = line.rstrip("\n").rsplit(" ", 1)
-                types.append(word)
-                counts.append(int(count))
+        types, counts = _read_types(folder / "types.txt")
     except FileNotFoundError as e:
         raise DamagedCache(f"{Path(e.filename).name} is missing") from None
     except (OSError, ValueError, KeyError, TypeError) as e:  # truncated, garbled, not ours
         raise DamagedCache(f"unreadable ({type(e).__name__}: {e})") from None
-    counts = np.asarray(counts, dtype=np.int64)
     if tokens.dtype != np.uint32 or tokens.shape != (n,):
         raise DamagedCache(f"tokens.npy holds {tokens.shape} {tokens.dtype}, meta.json says ({n},) uint32")
     if len(types) != n_types:
@@ -287,6 +281,26 @@ def load_encoded(folder: Path) -> EncodedCorpus:
     return EncodedCorpus(
         tokens, types, counts, meta.get("bad_bytes", 0), meta.get("fingerprint", ""), list(meta.get("sources", []))
     )
+
+
+def _read_types(path: Path) -> Tuple[List[str], np.ndarray]:
+    """The words and counts of ``types.txt`` (``word count`` lines).
+
+    Words hold no whitespace unless ``data.token_pattern`` lets them: then each line is
+    split at its last space; otherwise the whole file is split at once (4x faster).
+    """
+    text = path.read_text(encoding="utf-8")
+    fields = text.split()
+    if len(fields) == 2 * text.count("\n") and text.endswith("\n"):  # words are never empty
+        return fields[0::2], np.fromiter(map(int, fields[1::2]), np.int64, len(fields) // 2)
+    types, counts = [], []
+    for line in text.split("\n")[:-1]:
+        word, count = line.rsplit(" ", 1)
+        types.append(word)
+        counts.append(int(count))
+    if text and not text.endswith("\n"):
+        raise ValueError("types.txt ends in the middle of a line")
+    return types, np.asarray(counts, dtype=np.int64)
 
 
 def _warn(message: str) -> None:
@@ -370,7 +384,7 @@ def load_corpus(
             os.replace(work, folder)
         except OSError:  # another run published the same entry first
             return load_encoded(folder)
-        return load_encoded(folder)
+        return enc  # checked as written; its memory map follows the folder's new name
     except OSError as e:  # reading errors are ValueErrors (read_chunks): this is a write's
         raise _no_room(e, root, cache) from None
     finally:
