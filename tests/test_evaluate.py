@@ -71,9 +71,12 @@ def vectors():
 OPTIONS = [{}, {"restrict_vocab": 700}, {"case_insensitive": False}, {"dummy4unknown": True}]
 
 
+@pytest.mark.parametrize("search", ["word products", "query products"])
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "defaults")
-def test_analogies_equal_gensims(vectors, options, monkeypatch):
+def test_analogies_equal_gensims(vectors, options, search, monkeypatch):
     wv, kv = vectors
+    assert ev.worth_it(np.array([[1, 2, 3]] * 1000), wv.vector_size)  # these questions take w2v.cosadd's way
+    monkeypatch.setattr(ev, "worth_it", lambda abc, dim: search == "word products")
     rescored = []
     original = ev._gensim_candidates
     monkeypatch.setattr(ev, "_gensim_candidates", lambda *a: rescored.append(1) or original(*a))
