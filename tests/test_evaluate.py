@@ -149,27 +149,6 @@ def test_word_pairs_without_any_known_pair(tmp_path, vectors):
         ev.evaluate_word_pairs(vectors[0], path)
 
 
-# --- statistics ----------------------------------------------------------------------------
-
-
-def test_rank_and_correlations_match_scipy():
-    stats = pytest.importorskip("scipy.stats")
-    rng = np.random.default_rng(0)
-    for n in (3, 10, 353):
-        x = rng.integers(0, 5, n).astype(float)  # ties
-        y = x + rng.standard_normal(n)
-        np.testing.assert_array_equal(ev.rankdata(x), stats.rankdata(x))
-        for ours, theirs in ((ev.pearson(x, y), stats.pearsonr(x, y)), (ev.spearman(x, y), stats.spearmanr(x, y))):
-            assert ours.statistic == pytest.approx(theirs[0], abs=1e-12)
-            assert ours.pvalue == pytest.approx(theirs[1], rel=1e-8, abs=1e-300)
-
-
-def test_correlation_edge_cases():
-    assert ev.pearson([1, 2, 3], [2, 4, 6]) == (1.0, 0.0)
-    assert np.isnan(ev.pearson([1, 1, 1], [1, 2, 3]).statistic)
-    assert np.isnan(ev.spearman([1, 2], [2, 1]).pvalue)
-
-
 # --- command line --------------------------------------------------------------------------
 
 

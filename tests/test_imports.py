@@ -43,7 +43,9 @@ LAYERS = {
     "trainer": 7,
     "float_text": 8,  # %.8e text of float tables, for the word2vec text format
     "formats": 8,
+    "topk": 8,  # the k best rows for many queries, tile by tile
     "vectors": 8,
+    "correlation": 1,  # correlations and their p-values, numpy only
     "cosadd": 8,  # many analogy questions answered at once, from their words' products
     "evaluate": 8,
     "query": 8,

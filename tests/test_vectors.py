@@ -117,8 +117,8 @@ def test_top_k_across_tiles_with_exclusions(pair, monkeypatch):
     queries = wv.get_normed_vectors()[[5, 9, 300]]
     exclude = np.array([[5, -1], [9, 0], [300, 299]])
     want_s, want_i = wv.top_k(queries, 8, exclude=exclude)
-    monkeypatch.setattr("w2v.vectors._TILE", {"cpu": 64, "cuda": 64})  # tiles of 64 / 3 = 21 words
-    monkeypatch.setattr("w2v.vectors._QUERY_BLOCK", 2)
+    monkeypatch.setattr("w2v.topk._TILE", {"cpu": 64, "cuda": 64})  # tiles of 64 / 3 = 21 words
+    monkeypatch.setattr("w2v.topk._QUERY_BLOCK", 2)
     got_s, got_i = wv.top_k(queries, 8, exclude=exclude)
     np.testing.assert_array_equal(got_i, want_i)
     np.testing.assert_allclose(got_s, want_s, atol=1e-6)
@@ -242,17 +242,3 @@ def test_lstm_lm_script_smoke(tmp_path):
     bad = subprocess.run(cmd + ["--emb-dim", "16"], capture_output=True, text=True, timeout=120, cwd=root)
     assert bad.returncode == 2 and "differs from the vectors' dim 8" in bad.stderr
 
-
-@pytest.mark.parametrize("shape", [(5, 4096), (3, 5000), (7, 300)])
-def test_tile_topk_equals_topk(shape):
-    from w2v.vectors import tile_topk
-
-    gen = torch.Generator().manual_seed(shape[1])
-    scores = torch.randn(shape, generator=gen)
-    scores[0, :] = torch.round(scores[0, :])  # many ties
-    scores[1, ::7] = -torch.inf
-    got_v, got_i = tile_topk(scores, 6)
-    want_v, _ = torch.topk(scores, 6, dim=1)
-    assert torch.equal(got_v, want_v)
-    assert torch.equal(torch.gather(scores, 1, got_i), got_v)  # the ids point at those values
-    assert all(len(set(row)) == 6 for row in got_i.tolist())

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from .vectors import tile_topk
+from .topk import tile_topk
 
 # Words per tile: at most this many, and G's tile (distinct words x tile) at most _G_TILE values.
 _TILE = {"cpu": 8192, "cuda": 1 << 20}

@@ -31,7 +31,7 @@ import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Deque, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Deque, Dict, Iterable, Iterator, List, Union
 
 import numpy as np
 

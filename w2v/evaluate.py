@@ -27,15 +27,14 @@ so both report the same score for the same vectors.
 from __future__ import annotations
 
 import logging
-import math
-import sys
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from w2v import files
 from w2v.cli import USER_ERRORS, ArgumentParser, UsageError, fail, to_json, whole_number
 from w2v.config import EvalConfig
+from w2v.correlation import Correlation, pearson, spearman
 from w2v.cosadd import cosadd_top_k, worth_it
 from w2v.vectors import WordVectors, check_count, torch_device
 
@@ -43,13 +42,6 @@ log = logging.getLogger(__name__)
 
 _TIE = 1e-5  # re-score a question whose deciding cosines are closer than this
 _CANDIDATES = 5  # gensim looks at most_similar(..., topn=5)
-
-
-class Correlation(NamedTuple):
-    """A correlation coefficient and its two-sided p-value (a t-test with n - 2 degrees of freedom)."""
-
-    statistic: float
-    pvalue: float
 
 
 # --- analogies -----------------------------------------------------------------------------
@@ -289,82 +281,6 @@ def _word_pairs(wv, pairs, delimiter, restrict_vocab, case_insensitive, dummy4un
         raise ValueError(f"{pairs}: no similarity judgements found: either the lines are not "
                          f"'word1{delimiter!r}word2{delimiter!r}score' or every pair is out of vocabulary")
     return gold, model, oov
-
-
-# --- statistics (numpy only) ---------------------------------------------------------------
-
-
-def rankdata(x) -> np.ndarray:
-    """Ranks from 1, ties sharing their average rank (scipy's ``rankdata(method="average")``).
-
-    >>> rankdata([10, 30, 20, 20]).tolist()
-    [1.0, 4.0, 2.5, 2.5]
-    """
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    new = np.r_[True, xs[1:] != xs[:-1]]
-    group = np.cumsum(new)  # 1-based group of each sorted value
-    bounds = np.r_[np.flatnonzero(new), len(x)]
-    ranks = np.empty(len(x))
-    ranks[order] = 0.5 * (bounds[group - 1] + 1 + bounds[group])
-    return ranks
-
-
-def pearson(x, y) -> Correlation:
-    """Pearson's r and its two-sided p-value.
-
-    >>> round(pearson([1, 2, 3, 4], [1, 3, 2, 4]).statistic, 3)
-    0.8
-    """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    xm, ym = x - x.mean(), y - y.mean()
-    nx, ny = np.linalg.norm(xm), np.linalg.norm(ym)
-    r = float(np.clip((xm / nx) @ (ym / ny), -1.0, 1.0)) if nx > 0 and ny > 0 else math.nan
-    if abs(r) > 1.0 - 1e-12:  # a perfect correlation up to rounding: say so, and p = 0
-        r = math.copysign(1.0, r)
-    return Correlation(r, _t_pvalue(r, len(x)))
-
-
-def spearman(x, y) -> Correlation:
-    """Spearman's rank correlation (Pearson's r of the ranks) and its two-sided p-value."""
-    return pearson(rankdata(x), rankdata(y))
-
-
-def _t_pvalue(r: float, n: int) -> float:
-    """P(|T| >= t) for t = r sqrt((n-2) / (1-r^2)): the regularised beta I_{1-r^2}((n-2)/2, 1/2)."""
-    if n < 3 or math.isnan(r):
-        return math.nan
-    return _betainc((n - 2) / 2.0, 0.5, max(0.0, 1.0 - r * r))
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function I_x(a, b) (Numerical Recipes' continued fraction)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def _betacf(a: float, b: float, x: float, tiny: float = 1e-300) -> float:
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 1000):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
 
 
 # --- command line --------------------------------------------------------------------------
