@@ -77,3 +77,23 @@ def test_a_writer_that_cannot_write_warns_once_and_stops_writing():
         assert writer.add_scalar("train/loss", 1.0, step) is None
     assert writer._writer.calls == 1
     assert len(notes) == 1 and notes[0].startswith("warning: TensorBoard logging stopped: cannot write into tb (")
+
+
+def test_a_resumed_run_hides_what_the_stopped_one_logged_after_its_checkpoint(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from w2v.monitor import import_in_background, open_tensorboard
+
+    tensorboard = import_in_background("torch.utils.tensorboard")
+    stopped = open_tensorboard(tensorboard, tmp_path, print)
+    for step in range(0, 100, 10):  # logged until the stop at 90; the last checkpoint was at 50
+        stopped.add_scalar("train/loss", 1.0, step)
+    stopped.close()
+    resumed = open_tensorboard(tensorboard, tmp_path, print, purge_step=50)
+    for step in range(50, 130, 10):
+        resumed.add_scalar("train/loss", 2.0, step)
+    resumed.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    points = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert points == [(s, 1.0) for s in range(0, 50, 10)] + [(s, 2.0) for s in range(50, 130, 10)]

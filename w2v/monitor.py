@@ -15,7 +15,7 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 from .safefile import reason
 
@@ -101,19 +101,22 @@ class NoWriter:
         return lambda *args, **kwargs: None
 
 
-def open_tensorboard(tensorboard: Future, folder: Path, note: Callable[[str], None]):
+def open_tensorboard(tensorboard: Future, folder: Path, note: Callable[[str], None], purge_step: Optional[int] = None):
     """A :class:`Guarded` ``SummaryWriter`` into ``folder``; a folder that takes no files is a warning.
 
     Args:
         tensorboard: :func:`import_in_background` of ``torch.utils.tensorboard``.
         folder: where the events go (``tb/`` in the run folder).
         note: how the writer says, later, that it stopped writing.
+        purge_step: a resumed run's first step (in words): TensorBoard hides what the
+            stopped run logged from there on, which this run logs again, so each curve
+            goes on as one line.
 
     Returns:
         the writer, or a :class:`NoWriter` when ``folder`` cannot be written.
     """
     try:
-        return Guarded(tensorboard.result().SummaryWriter(str(folder)), folder, note)
+        return Guarded(tensorboard.result().SummaryWriter(str(folder), purge_step=purge_step), folder, note)
     except OSError as e:
         say(f"warning: no TensorBoard logging: cannot write into {folder} ({reason(e)})", err=True)
         return NoWriter()

@@ -111,7 +111,8 @@ def _train(
         if main:
             monitor.say(text, err=True)
 
-    writer = open_tensorboard(tensorboard, out / "tb", note) if main else NoWriter()
+    resumed_at = run.start.words if run.start else None  # TensorBoard hides what the stopped run logged after it
+    writer = open_tensorboard(tensorboard, out / "tb", note, purge_step=resumed_at) if main else NoWriter()
     monitor = Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, run.start.words if run.start else 0)
     metrics = _first_metrics(run, device, world)
     evaluation = RunEvaluation(
