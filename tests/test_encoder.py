@@ -27,9 +27,11 @@ def write_corpus(path, words=60_000, seed=0):
 
 
 @needs_fork
-@pytest.mark.parametrize("workers", [2, 3])
-def test_workers_encode_the_same_corpus_bitwise_as_one_process(tmp_path, monkeypatch, workers):
+@pytest.mark.parametrize("workers,table", [(2, None), (3, None), (2, 300)], ids=["2", "3", "2-small-tables"])
+def test_workers_encode_the_same_corpus_bitwise_as_one_process(tmp_path, monkeypatch, workers, table):
     monkeypatch.setattr("w2v.corpus.CHUNK_CHARS", 4096)  # ~100 pieces: words first met in every worker
+    if table:  # each worker starts its word table afresh many times (forked: it sees the patch)
+        monkeypatch.setattr(encoder, "WORKER_TYPES", table)
     files = [write_corpus(tmp_path / "a.txt"), write_corpus(tmp_path / "b.txt", 20_000, seed=1)]
     out = {}
     for n in (1, workers):

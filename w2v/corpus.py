@@ -118,14 +118,15 @@ def _position(f, chars: int) -> int:
         return chars
 
 
-def read_chunks(path: Path, chunk_chars: int = CHUNK_CHARS, stats: Optional[DecodeStats] = None) -> Iterator[str]:
-    """Yield the text of ``path`` in chunks of at most ``chunk_chars`` characters.
+def read_chunks(path: Path, chunk_chars: Optional[int] = None, stats: Optional[DecodeStats] = None) -> Iterator[str]:
+    """Yield the text of ``path`` in chunks of at most ``chunk_chars`` characters (default :data:`CHUNK_CHARS`).
 
     Raises:
         ValueError: the file is not UTF-8 text (see :data:`NOT_TEXT`), or a damaged gzip file.
     """
     import codecs
 
+    chunk_chars = chunk_chars or CHUNK_CHARS  # read when called: a test may set a smaller one
     stats = DecodeStats() if stats is None else stats
     name = "w2v-count-" + str(id(stats))
     codecs.register_error(name, stats.errors)

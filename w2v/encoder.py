@@ -10,9 +10,10 @@ the words it met for the first time, in order. This process takes the results in
 order and maps each worker's ids to the global ones: a word new to the whole corpus is
 new to the worker that met it first, and is numbered here when that piece's turn comes.
 Tokenizing runs at ~3M tokens a second on one core; the main process's share (reading,
-mapping, writing) runs at ~6M. Memory: each worker keeps a word table of its own, about
-as large as the main one (~130 bytes a type: 400 MB for 3M types), so 8 workers on a
-corpus of millions of types take a few GB more; ``data.tokenize_workers=1`` keeps one.
+mapping, writing) runs at ~6M. Memory: each worker keeps a word table of its own (~130
+bytes a type); one that grows past :data:`WORKER_TYPES` words starts afresh (its next
+results say so, and this process forgets its numbering), so 8 workers on a corpus of
+millions of types hold at most ~8 x 130 MB beside the main table.
 
 Workers are forked (Linux), and only while this process runs no other thread but daemon
 ones (tqdm's monitor, an evaluation's matrix products): a forked child inherits no thread,
@@ -39,6 +40,7 @@ from .corpus import Tokenizer
 
 _WHITESPACE = re.compile(r"\s")
 MAX_WORKERS = 8  # past ~8, reading and decoding the text (here, on one core) is the limit
+WORKER_TYPES = 1 << 20  # a worker's word table starts afresh past this many words (~130 MB)
 PARALLEL_CHARS = 4 << 20  # a corpus of fewer characters (estimated) is encoded here: starting workers costs more
 
 
@@ -120,14 +122,23 @@ def _start_worker(pattern: str, lowercase: bool) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the main process's handler: just end
     _OWN["tokenizer"] = Tokenizer(pattern, lowercase)
     _OWN["ids"] = TypeIds(pattern)
+    _OWN["table"] = (os.getpid(), 0)  # which numbering the worker's ids are in
 
 
 def _encode_in_worker(text: str):
-    """``(pid, ids, new words)`` of one piece, in the worker's own numbering."""
+    """``((pid, table), ids, new words)`` of one piece, in the worker's own numbering.
+
+    Past :data:`WORKER_TYPES` words the worker starts a new table (a new numbering), so
+    its memory stays bounded; the main process maps each numbering apart.
+    """
     ids: TypeIds = _OWN["ids"]  # type: ignore[assignment]
+    if len(ids) > WORKER_TYPES:
+        ids = _OWN["ids"] = TypeIds(ids.pattern)
+        pid, table = _OWN["table"]  # type: ignore[misc]
+        _OWN["table"] = (pid, table + 1)
     known = len(ids)
     local = ids.encode(_OWN["tokenizer"].tokenize(text))  # type: ignore[union-attr]
-    return os.getpid(), local, ids.words[known:]
+    return _OWN["table"], local, ids.words[known:]
 
 
 # -- in this process ----------------------------------------------------------------------
@@ -136,8 +147,11 @@ class _Workers:
 
     def __init__(self, tokenizer: Tokenizer, ids: TypeIds, workers: int) -> None:
         self.tokenizer, self.ids, self.workers = tokenizer, ids, workers
-        self.to_global: Dict[int, np.ndarray] = {}  # per worker: its id -> the global id
-        self.known: Dict[int, int] = {}  # per worker: how many of its ids are mapped
+        # Per worker (its pid), for its current numbering: its id -> the global id, how many
+        # of its ids are mapped, and which of its tables that numbering is.
+        self.to_global: Dict[int, np.ndarray] = {}
+        self.known: Dict[int, int] = {}
+        self.table: Dict[int, int] = {}
 
     def encode(self, pieces: Iterable[Union[str, List[str]]]) -> Iterator[np.ndarray]:
         context = multiprocessing.get_context("fork")
@@ -169,9 +183,11 @@ class _Workers:
     def _take(self, item) -> np.ndarray:
         if isinstance(item, list):
             return self.ids.encode(item)
-        pid, local, new = item.result()
-        table = self.to_global.get(pid, np.zeros(0, dtype=np.uint32))
-        known = self.known.get(pid, 0)
+        (pid, numbering), local, new = item.result()
+        if self.table.get(pid) != numbering:  # the worker started a table afresh: so does its mapping
+            # A worker's pieces are taken in the order it encoded them, so none of the old table is left.
+            self.to_global[pid], self.known[pid], self.table[pid] = np.zeros(0, dtype=np.uint32), 0, numbering
+        table, known = self.to_global[pid], self.known[pid]
         if known + len(new) > len(table):  # grow by doubling: amortised O(1) per word
             table = np.concatenate([table, np.zeros(max(known + len(new), 2 * len(table)) - len(table), np.uint32)])
         table[known : known + len(new)] = self.ids.encode(new)
