@@ -26,7 +26,9 @@ so both report the same score for the same vectors.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -104,8 +106,19 @@ def _ok_vocab(wv: WordVectors, restrict_vocab, case_insensitive) -> Dict[str, in
 
 
 def _read_analogies(path, case_insensitive) -> List[Tuple[str, List[tuple]]]:
-    sections: List[Tuple[str, List[tuple]]] = []
+    """The sections of an analogy file, each ``(name, [question, ...])``; read once per version of the file.
+
+    A run evaluates after every epoch: the file is parsed the first time only (~0.1 s for
+    questions-words.txt), and again if it changes. Callers must not change the lists.
+    """
     files.check_regular(path)  # a FIFO would block; lines are bounded (a file without newlines)
+    status = os.stat(path)
+    return _parse_analogies(str(path), case_insensitive, status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_analogies(path: str, case_insensitive: bool, mtime_ns: int, size: int) -> List[Tuple[str, List[tuple]]]:
+    sections: List[Tuple[str, List[tuple]]] = []
     with open(path, "rb") as f:
         for line_no, raw in enumerate(files.lines(f, str(path))):
             line = raw.decode("utf-8")
