@@ -51,3 +51,38 @@ def test_load_rejects_malformed_lines(tmp_path):
     (tmp_path / "v.txt").write_text("the 10\nbroken\n")
     with pytest.raises(ValueError, match="v.txt:2"):
         Vocab.load(tmp_path / "v.txt")
+
+
+def _reference_from_counts(items, min_count, max_size):
+    """The rule of Vocab.from_counts, one word at a time."""
+    order = sorted(range(len(items)), key=lambda i: -items[i][1])
+    words, kept, unk = ["<unk>"], [0], 0
+    for i in order:
+        word, count = items[i]
+        if word == "<unk>":
+            unk += count
+        elif count >= min_count and (max_size is None or len(words) <= max_size):
+            words.append(word)
+            kept.append(count)
+        else:
+            unk += count
+    kept[0] = unk
+    return words, kept
+
+
+def test_from_counts_keeps_the_frequent_words_in_order_ties_first_seen():
+    import random
+
+    rng = random.Random(0)
+    for trial in range(200):
+        items = [(f"w{i}", rng.choice([1, 2, 3, 5, 5, 8, 40])) for i in range(rng.randrange(1, 60))]
+        if trial % 3 == 0:
+            items.insert(rng.randrange(len(items) + 1), ("<unk>", rng.randrange(0, 50)))
+        min_count, max_size = rng.choice([1, 2, 5]), rng.choice([None, 0, 1, 3, 10])
+        words, kept = _reference_from_counts(items, min_count, max_size)
+        if len(words) == 1:
+            with pytest.raises(ValueError, match="min_count"):
+                Vocab.from_counts(items, min_count, max_size)
+            continue
+        vocab = Vocab.from_counts(items, min_count, max_size)
+        assert vocab.index_to_key == words and vocab.counts.tolist() == kept

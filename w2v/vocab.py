@@ -62,17 +62,16 @@ class Vocab:
             ValueError: when no word reaches ``min_count``.
         """
         items = list(counts.items() if isinstance(counts, dict) else counts)
-        order = sorted(range(len(items)), key=lambda i: -items[i][1])  # stable: ties keep order
-        words, kept, unk = [UNK], [0], 0
-        for i in order:
-            word, count = items[i]
-            if word == UNK:  # a corpus that already spells unknowns as <unk>
-                unk += count
-            elif count >= min_count and (max_size is None or len(words) <= max_size):
-                words.append(word)
-                kept.append(count)
-            else:
-                unk += count
+        found = np.fromiter((c for _, c in items), dtype=np.int64, count=len(items))
+        order = np.argsort(-found, kind="stable")  # ties keep first-seen order
+        keep = found[order] >= min_count
+        unknowns = [i for i, (word, _) in enumerate(items) if word == UNK]  # a corpus that spells them <unk>
+        if unknowns:
+            keep &= ~np.isin(order, unknowns)
+        ids = order[keep][:max_size]  # the rarest go first past max_size
+        kept = [0] + found[ids].tolist()
+        unk = int(found.sum()) - sum(kept)
+        words = [UNK] + [items[i][0] for i in ids.tolist()]
         if len(words) == 1:
             raise ValueError(
                 f"no word occurs at least data.min_count={min_count} times; "
