@@ -231,7 +231,8 @@ class _Tally:
             grown = max(types, 2 * len(self._counts))
             self._counts = np.concatenate([self._counts, np.zeros(grown - len(self._counts), np.int64)])
         if self._pending:
-            self._counts += np.bincount(np.concatenate(self._pending), minlength=len(self._counts))
+            ids = np.concatenate(self._pending).astype(np.intp)  # bincount casts uint32 at a sixth of the speed
+            self._counts += np.bincount(ids, minlength=len(self._counts))
         self._pending, self._waiting = [], 0
 
 
