@@ -73,8 +73,8 @@ class _Digits:
 
     def __init__(self) -> None:
         def digits(width):  # (10**width, width): the ASCII digits of 0 .. 10**width - 1
-            text = "".join("%0*d" % (width, i) for i in range(10**width)).encode()
-            return np.frombuffer(text, np.uint8).reshape(-1, width).astype(np.uint64)
+            place = 10 ** np.arange(width - 1, -1, -1, dtype=np.uint64)  # (width,)
+            return np.arange(10**width, dtype=np.uint64)[:, None] // place % np.uint64(10) + np.uint64(ord("0"))
 
         def at(byte, values):
             return np.asarray(values, dtype=np.uint64) << np.uint64(8 * byte)
