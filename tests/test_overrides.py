@@ -86,3 +86,20 @@ def test_resume_in_place_names_the_run_folder(tmp_path):
         ["train.resume=null"],
     ):
         assert resume_in_place(kept) == kept
+
+
+def test_resuming_a_run_folder_takes_its_own_settings_but_those_given(tmp_path):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- +experiment=debug\n- model.dim=300\n- train.epochs=5\n")
+    argv = resume_in_place([f"train.resume={run}", "train.epochs=7"])
+    assert argv[:4] == [f"train.resume={run}", "train.epochs=7", "+experiment=debug", "model.dim=300"]
+    assert argv[4].startswith("hydra.run.dir=") and len(argv) == 6
+    # A resumed run's own settings (with the resume) are the newest; hydra.* and train.resume stay out.
+    later = run / ".hydra" / "resumed-2026-11-30_10-00-00"
+    later.mkdir()
+    (later / "overrides.yaml").write_text(f"- +experiment=debug\n- train.resume={run}\n- train.lr=0.05\n")
+    argv = resume_in_place([f"train.resume={run}", "+experiment=debug"])
+    assert argv[:3] == [f"train.resume={run}", "+experiment=debug", "train.lr=0.05"] and len(argv) == 5
+    (later / "overrides.yaml").write_text("{not: [a list")  # unreadable: nothing carried
+    assert len(resume_in_place([f"train.resume={run}"])) == 3

@@ -484,9 +484,11 @@ def test_resuming_a_run_folder_continues_in_it(planted, tmp_path):
     ]
     first = tmp_path / "first"
     assert run_cli(*settings, "train.epochs=1", f"hydra.run.dir={first}", cwd=tmp_path).returncode == 0
-    r = run_cli(*settings, "train.epochs=2", f"train.resume={first}", cwd=tmp_path)
+    r = run_cli("train.epochs=2", f"train.resume={first}", cwd=tmp_path)  # the run's own settings carry over
     assert r.returncode == 0, r.stderr
     assert "resuming from" in r.stderr and f"outputs in {first}" in r.stdout
+    (said,) = [line for line in r.stderr.splitlines() if line.startswith("resuming with the run's own settings: ")]
+    assert "model.dim=8" in said and "train.epochs" not in said and "hydra.run.dir" not in said
     assert not (tmp_path / "outputs").exists()
     assert load_checkpoint(first / "checkpoint.pt")["state"]["words"] == 2 * 60_000
     assert len(list((first / "tb").glob("events.*"))) == 2  # TensorBoard's curves in one place

@@ -177,13 +177,15 @@ def _check_choice(o, group: str, known: List[str], glob: bool) -> None:
 
 
 def resume_in_place(argv: Sequence[str]) -> List[str]:
-    """``argv``, plus ``hydra.run.dir=RUN`` when ``train.resume`` names a run to continue.
+    """``argv``, plus the run's own settings and ``hydra.run.dir=RUN`` when ``train.resume`` names a run to continue.
 
     A resumed run writes into the folder it resumes, so its TensorBoard curves, checkpoints
     and log continue in one place; its Hydra config goes to ``.hydra/resumed-DATE_TIME/``,
-    beside the first run's. ``train.resume`` names the run folder itself, or a checkpoint
-    in its ``checkpoints/`` folder. An explicit ``hydra.run.dir``, or ``-m``, keeps Hydra's
-    own choice.
+    beside the first run's. It runs with the overrides that run was started (or last
+    resumed) with, those given now replacing theirs, so ``train.resume=RUN`` alone goes on
+    as the run went. ``train.resume`` names the run folder itself, or a checkpoint in its
+    ``checkpoints/`` folder. An explicit ``hydra.run.dir``, or ``-m``, keeps Hydra's own
+    choice (and the settings given).
     """
     argv = list(argv)
     args, overrides = parse(argv)
@@ -198,5 +200,32 @@ def resume_in_place(argv: Sequence[str]) -> List[str]:
     if not path.is_dir():
         return argv
     quoted = str(path.resolve()).replace("\\", "\\\\").replace("'", "\\'")
+    carried = run_settings(path, {o.key_or_group for o in overrides})
     # The resumed run's config goes beside the first run's, which it does not replace.
-    return argv + [f"hydra.run.dir='{quoted}'", "hydra.output_subdir='.hydra/resumed-${now:%Y-%m-%d_%H-%M-%S}'"]
+    return argv + carried + [f"hydra.run.dir='{quoted}'", "hydra.output_subdir='.hydra/resumed-${now:%Y-%m-%d_%H-%M-%S}'"]
+
+
+def run_settings(run: Path, given=frozenset()) -> List[str]:
+    """The overrides the run in folder ``run`` was started (or last resumed) with, but for the keys ``given``.
+
+    Read from Hydra's ``.hydra/overrides.yaml`` (or the newest ``.hydra/resumed-*/``);
+    ``train.resume`` and ``hydra.*`` are left out. A folder without them gives none.
+    """
+    import yaml
+
+    saved = [run / ".hydra" / "overrides.yaml", *sorted(run.glob(".hydra/resumed-*/overrides.yaml"))]
+    saved = [f for f in saved if f.is_file()]
+    try:
+        texts = yaml.safe_load(saved[-1].read_text(encoding="utf-8")) if saved else []
+    except (OSError, UnicodeError, yaml.YAMLError):
+        return []
+    carried = []
+    for text in texts if isinstance(texts, list) else []:
+        try:
+            (override,) = parse([str(text)])[1]
+        except ValueError:
+            continue
+        key = override.key_or_group
+        if key not in given and key != "train.resume" and not key.startswith("hydra."):
+            carried.append(str(text))
+    return carried

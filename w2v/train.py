@@ -303,8 +303,15 @@ def main() -> None:
     register_configs()
     _compose_once(sys.argv[1:])
     try:  # Hydra's own reports of a bad override are many lines and exit status 1
-        check_overrides(sys.argv[1:])
-        sys.argv[1:] = resume_in_place(sys.argv[1:])
+        given = sys.argv[1:]
+        check_overrides(given)
+        sys.argv[1:] = resume_in_place(given)
+        carried = [a for a in sys.argv[1 + len(given):] if not a.startswith("hydra.")]
+        if carried:  # the resumed run's own settings, which the command did not give again
+            check_overrides(carried)
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(f"resuming with the run's own settings: {' '.join(carried)} (settings given replace them)",
+                      file=sys.stderr)
     except ValueError as e:
         print(_one_line(e), file=sys.stderr)
         sys.exit(2)
