@@ -105,9 +105,10 @@ def cosadd_top_k(
         out_s[start:end] = (v * scale[start:end, None]).cpu().numpy()
         out_i[start:end] = torch.gather(torch.cat(cols, 1), 1, j).cpu().numpy()
     short = torch.nonzero(length < _SHORT).flatten()
-    if len(short):  # where |b - a + c| is small, dividing by it would magnify G's rounding
-        v, i = _direct(table, ids[short], k)
-        out_s[short.cpu().numpy()], out_i[short.cpu().numpy()] = v, i
+    per = max(1, _BLOCK[kind] // n)  # questions a (questions x words) product of _BLOCK values holds
+    for s in range(0, len(short), per):  # where |b - a + c| is small, dividing by it would magnify G's rounding
+        rows = short[s : s + per]
+        out_s[rows.cpu().numpy()], out_i[rows.cpu().numpy()] = _direct(table, ids[rows], k)
     out_i[np.isneginf(out_s)] = -1
     return out_s, out_i
 
