@@ -56,6 +56,19 @@ if triton is not None:
         return first, j, (first < usable) & (j < nb)
 
     @triton.jit
+    def _group_rows(
+        rows_in, rows_out, rows_neg, first, G: tl.constexpr, K: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):
+        """The group's pair and negative slots with their masks, its input and output rows, where its negatives are."""
+        g = tl.arange(0, BLOCK_G)
+        kk = tl.arange(0, BLOCK_K)
+        mg = g < G
+        mk = kk < K
+        rin = tl.load(rows_in + first + g, mask=mg, other=0).to(tl.int64)
+        rout = tl.load(rows_out + first + g, mask=mg, other=0).to(tl.int64)
+        return g, kk, mg, mk, rin, rout, rows_neg + (first // G) * K
+
+    @triton.jit
     def sgns_kernel(
         win, wout, rows_in, rows_out, rows_neg,
         count_ptr, batch_ptr, lrs, losses,
@@ -76,12 +89,7 @@ if triton is not None:
         if valid:
             m = tl.program_id(0).to(tl.int64)
             lr = tl.load(lrs + j)
-            g = tl.arange(0, BLOCK_G)
-            kk = tl.arange(0, BLOCK_K)
-            mg, mk = g < G, kk < K
-            rin = tl.load(rows_in + first + g, mask=mg, other=0).to(tl.int64)
-            rout = tl.load(rows_out + first + g, mask=mg, other=0).to(tl.int64)
-            negs = rows_neg + (first // G) * K
+            g, kk, mg, mk, rin, rout, negs = _group_rows(rows_in, rows_out, rows_neg, first, G, K, BLOCK_G, BLOCK_K)
             pos = tl.zeros([BLOCK_G], dtype=tl.float32)  # x.y
             neg = tl.zeros([BLOCK_G, BLOCK_K], dtype=tl.float32)  # x.n_k
             norm_x = tl.zeros([BLOCK_G], dtype=tl.float32)  # |x|^2, |y|^2, |n_k|^2, for trust
@@ -157,12 +165,7 @@ if triton is not None:
         first, j, valid = _group_start(batch_ptr, count_ptr, capacity, batch_size, nb, G, False)
         if valid:
             m = tl.program_id(0).to(tl.int64)
-            g = tl.arange(0, BLOCK_G)
-            kk = tl.arange(0, BLOCK_K)
-            mg, mk = g < G, kk < K
-            rin = tl.load(rows_in + first + g, mask=mg, other=0).to(tl.int64)
-            rout = tl.load(rows_out + first + g, mask=mg, other=0).to(tl.int64)
-            negs = rows_neg + (first // G) * K
+            g, kk, mg, mk, rin, rout, negs = _group_rows(rows_in, rows_out, rows_neg, first, G, K, BLOCK_G, BLOCK_K)
             scale_in = tl.full([BLOCK_G], 1.0, tl.float32)
             scale_out = tl.full([BLOCK_G], 1.0, tl.float32)
             scale_neg = tl.full([BLOCK_K], 1.0, tl.float32)
