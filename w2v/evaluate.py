@@ -155,10 +155,10 @@ def _solve(wv: WordVectors, abc_d: List[List[int]], ok: Dict[str, int], restrict
     restrict_vocab = min(len(wv), restrict_vocab or len(wv))  # the words searched
     ids = np.asarray(abc_d, dtype=np.int64)  # (n, 4)
     wv.fill_norms()
-    query = _gensim_queries(wv.vectors, wv.norms, ids[:, 0], ids[:, 1], ids[:, 2])  # (n, D)
     if worth_it(ids[:, :3], wv.vector_size):  # few distinct words: from their products with the table
         scores, top = cosadd_top_k(wv.unit_table(device), ids[:, :3], _CANDIDATES + 1, restrict_vocab)
     else:
+        query = _gensim_queries(wv.vectors, wv.norms, ids[:, 0], ids[:, 1], ids[:, 2])  # (n, D)
         scores, top = wv.top_k(query, _CANDIDATES + 1, exclude=ids[:, :3], restrict_vocab=restrict_vocab, device=device)
     first = np.arange(restrict_vocab, dtype=np.int64)  # each word's first spelling's id
     if case_insensitive:
@@ -176,7 +176,8 @@ def _solve(wv: WordVectors, abc_d: List[List[int]], ok: Dict[str, int], restrict
     key = (lambda i: wv.index_to_key[i].upper()) if case_insensitive else (lambda i: wv.index_to_key[i])
     for n in np.flatnonzero(tie):  # gensim's own arithmetic decides near-ties
         a, b, c, expected = ids[n].tolist()
-        cands = _gensim_candidates(wv.vectors, wv.norms, query[n], (a, b, c), restrict_vocab)
+        query = _gensim_queries(wv.vectors, wv.norms, ids[n : n + 1, 0], ids[n : n + 1, 1], ids[n : n + 1, 2])[0]
+        cands = _gensim_candidates(wv.vectors, wv.norms, query, (a, b, c), restrict_vocab)
         p = _pick(cands, {key(a), key(b), key(c)}, key)
         right[n] = p >= 0 and key(cands[p]) == key(expected)
     return right.tolist()
