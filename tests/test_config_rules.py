@@ -71,6 +71,7 @@ BAD = {
     "train.kernel": "cuda",
     "train.hogwild": "yes",
     "train.deterministic": 1,
+    "train.adapt_workers": "sometimes",
     "train.chunk_tokens": 1,
     "train.device": "tpu",
     "train.seed": 2**63,

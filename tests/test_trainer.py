@@ -205,3 +205,38 @@ def test_hogwild_kernel_threads_learn_and_one_thread_equals_the_deterministic_ke
     two, vocab, result = fit(path, workers=2, seed=4, deterministic=False)
     assert result.words == 3 * 60_000 and result.epoch_losses[-1] < result.epoch_losses[0]
     assert topic_precision(two, vocab, groups) >= 0.9
+
+
+def test_chunks_on_changing_thread_counts_give_bitwise_the_tables_of_one_count(planted, monkeypatch):
+    """The kernel's thread count may change between chunks (w2v.strategies.team) without changing a bit."""
+    from w2v.strategies import cpu_kernel
+    from w2v.strategies.team import TeamSize
+
+    path, _ = planted
+    fixed, _, result = fit(path, workers=2, seed=6, adapt_workers=False)
+    if not result.profile.get("gradients"):
+        pytest.skip("the compiled kernel is unavailable here")
+
+    class Cycling(TeamSize):
+        def next(self):
+            return [1, 3, 2][sum(self.chunks.values()) % 3]
+
+    monkeypatch.setattr(cpu_kernel, "TeamSize", Cycling)
+    varied, _, _ = fit(path, workers=3, seed=6)
+    assert torch.equal(fixed.input.weight, varied.input.weight) and torch.equal(fixed.output.weight, varied.output.weight)
+
+
+def test_the_kernel_reports_the_chunks_of_each_thread_count(planted):
+    path, _ = planted
+    enc = load_corpus(str(path), Tokenizer(r"\w+"), cache=False)
+    vocab = Vocab.from_counts(zip(enc.types, enc.counts.tolist()), min_count=1)
+    for adapt in (True, False):
+        cfg = TrainConfig(epochs=1, batch_size=256, shared_negatives=8, workers=2, chunk_tokens=2048, adapt_workers=adapt)
+        model = SkipGramNS(len(vocab), 16)
+        trainer = Trainer(model, enc.tokens, vocab.encode(enc.types), vocab.counts, cfg, "cpu")
+        if not trainer.fused:
+            pytest.skip("the compiled kernel is unavailable here")
+        trainer.fit()
+        counts = trainer.strategy.measures()["kernel_threads"]
+        assert sum(counts.values()) == len(trainer.chunks)
+        assert ("1" in counts) == adapt  # adapting compares with one thread early on; fixed never does

@@ -85,6 +85,9 @@ class TrainConfig:
     # word2vec.c and gensim do (false: no barriers, so more cores add more speed; the result
     # depends on the threads' timing).
     deterministic: bool = True
+    # The CPU kernel runs a chunk on fewer threads while fewer measure faster (its result does
+    # not depend on the count: w2v.strategies.team); false keeps `workers` for every chunk.
+    adapt_workers: bool = True
     # The step (w2v.strategies): "auto" runs the fused Triton step on a GPU (w2v.triton_step)
     # and the compiled CPU kernel (w2v.kernel; bitwise deterministic for any thread count)
     # on the CPU, each when it can, else the torch step; "fused" insists on the CPU kernel,

@@ -159,6 +159,7 @@ RULES: Dict[str, Check] = {
     "train.kernel": _choice(KERNELS),
     "train.hogwild": _boolean,
     "train.deterministic": _boolean,
+    "train.adapt_workers": _boolean,
     "train.chunk_tokens": _integer(2, optional=True, meaning=" (a chunk of one token has no pairs; null: the step's own)"),
     "train.device": _device,
     "train.seed": _integer(0, MAX_SEED),

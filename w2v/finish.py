@@ -151,6 +151,12 @@ def _summary(cfg, wv, result, metrics, scores, neighbours: str, resumed_from, ou
         )
     else:
         say(f"training had ended in {resumed_from}: evaluated and exported only; final loss {result.loss:.4f}")
+    if metrics.get("kernel_threads_changes"):
+        runs = ", ".join(f"{chunks:,} on {size}" for size, chunks in metrics["kernel_threads"].items())
+        say(
+            f"chunks by CPU kernel threads: {runs}; fewer threads measured faster for a while "
+            "(cores busy, or slow to share memory), so chunks ran on fewer (train.adapt_workers)"
+        )
     if scores:
         say(f"evaluation (eval.restrict_vocab={cfg.eval.restrict_vocab}): " + format_scores(scores))
     if neighbours:

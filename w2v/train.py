@@ -137,6 +137,7 @@ def _train(
     signals.hold()  # from here a signal waits until the trained tables are on disk
     monitor.close()
 
+    metrics.update(trainer.strategy.measures())
     if world > 1:  # what the ranks' exchanges cost
         metrics.update(trainer.strategy.traffic(trainer.global_step))
     final = whole_tables(model, run.sharded)

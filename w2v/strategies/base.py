@@ -63,6 +63,10 @@ class Strategy:
         """The state a checkpoint holds (over several processes, a collective: every rank calls it)."""
         return state
 
+    def measures(self) -> Dict[str, object]:
+        """What this process measured of the way it trained, for ``metrics.json`` (``{}`` when nothing)."""
+        return {}
+
     def traffic(self, global_step: int) -> Dict[str, float]:
         """What the processes sent each other (a collective over several processes); ``{}`` in one."""
         return {}

@@ -2,8 +2,10 @@
 
 One kernel call (:class:`~w2v.model.FusedSGNS`) trains every batch of a chunk, split among
 the kernel's own threads so that each row is written by one thread in pair order: the
-result does not depend on the thread count, so a CPU run is bitwise reproducible. A Python
-thread draws the next chunk's pairs (window pairs from the C loop) meanwhile.
+result does not depend on the thread count, so a CPU run is bitwise reproducible, and the
+count can change from chunk to chunk: :class:`~w2v.strategies.team.TeamSize` runs a chunk on
+fewer threads while fewer measure faster. A Python thread draws the next chunk's pairs
+(window pairs from the C loop) meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from w2v.kernel import PHASES
 from w2v.model import FusedSGNS, SkipGramNS
 from w2v.state import WorkerStats
 from w2v.strategies.base import Loop, Progress, Strategy, check_loss
+from w2v.strategies.team import TeamSize
 
 
 def run_fused_chunk(plan: ChunkPlan, epoch: int, index: int, pairs, step: FusedSGNS, stats: WorkerStats) -> None:
@@ -56,12 +59,20 @@ class CpuKernel(Strategy):
         self.model, self.plan, self.threads = model, plan, threads
         plan.c_windows = True
         self.step = FusedSGNS(model, plan.cfg.shared_negatives, threads)
+        self.team = TeamSize(threads, adapt=plan.cfg.adapt_workers)
 
     def describe(self) -> str:
-        return f"CPU kernel, {self.threads} thread(s)"
+        fewer = " (fewer while fewer measure faster)" if len(self.team.sizes) > 1 else ""
+        return f"CPU kernel, {self.threads} thread(s){fewer}"
+
+    def measures(self) -> dict:
+        return {"kernel_threads": self.team.summary(), "kernel_threads_changes": self.team.changes}
 
     def _run_chunk(self, epoch: int, index: int, pairs, stats: WorkerStats) -> None:
+        self.step.threads = size = self.team.next()
+        pairs_before, began = stats.pairs, time.perf_counter()
         run_fused_chunk(self.plan, epoch, index, pairs, self.step, stats)
+        self.team.record(size, stats.pairs - pairs_before, time.perf_counter() - began)
 
     def run(self, loop: Loop, epoch: int, todo: List[int], stats: List[WorkerStats], progress: Progress) -> None:
         """The drawing thread hands out the chunks, so it is the one that stops when a

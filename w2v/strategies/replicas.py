@@ -197,6 +197,9 @@ class Replicas(Strategy):
             sums = parallel.all_reduce([getattr(state, k) for k in _RANK_SUMS], "sum", self.plan.device)
         return replace(state, **{k: type(getattr(state, k))(v) for k, v in zip(_RANK_SUMS, sums)})
 
+    def measures(self) -> Dict[str, object]:
+        return self.local.measures()
+
     def traffic(self, global_step: int) -> Dict[str, float]:
         """What the merges cost on this rank: their number, bytes all-reduced per merge, seconds."""
         merges = max(self.sync.merges, 1)
