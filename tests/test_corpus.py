@@ -14,6 +14,42 @@ def test_tokenizer_letters_lowercase_and_unicode():
     assert Tokenizer(r"\S+").tokenize("a-b c.d") == ["a-b", "c.d"]
 
 
+def test_word_by_word_tokens_are_the_default_patterns_matches_on_any_text():
+    """The default tokenizer's word-by-word path gives findall's tokens, character class by character class."""
+    import re
+
+    from w2v.corpus import LETTERS, by_words, letter_runs
+
+    findall = re.compile(LETTERS).findall
+    # letters of several scripts, digits (decimal and not: ², ½, Ⅷ, ٣), marks, punctuation,
+    # underscores, symbols and every kind of whitespace str.split knows
+    kinds = [
+        "abcxyzABC", "éßøłñ", "αβγΩ", "жщЯ", "中文字", "ｶﾀ", "ǅ", "ʰ", "0123456789", "²³½Ⅷↂ", "٣۴", "\u0301\u0308",
+        ".,;:'\"-()[]!?/", "_", "€$+<=>|~^`", "🙂", "\x00\x07", " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2003\u2028\u3000",
+    ]
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        picks = rng.integers(0, len(kinds), size=rng.integers(0, 60))
+        text = "".join(rng.choice(list(kinds[k])) * int(rng.integers(1, 4)) for k in picks)
+        assert by_words(text, findall) == findall(text), ascii(text)
+        plain = "the quick brown fox " * 300  # a plain text: letter_runs goes word by word ...
+        assert letter_runs(plain + text, findall) == findall(plain + text), ascii(text)
+        assert letter_runs(text + plain, findall) == findall(text + plain), ascii(text)  # ... or not
+    every = "".join(chr(c) for c in range(0x3000) if not 0xD800 <= c < 0xE000)  # every character of the BMP's first part
+    spaced = " ".join(every[i : i + 7] for i in range(0, len(every), 7))
+    assert by_words(spaced, findall) == findall(spaced)
+
+
+def test_the_default_tokenizer_gives_the_regexs_tokens_on_real_text():
+    text = "".join(read_chunks(corpus.Path(__file__).resolve().parent.parent / "w2v" / "data" / "enwiki-gutenberg-2m.txt.gz"))[:2_000_000]
+    findall = Tokenizer().regex.findall
+    assert Tokenizer().tokenize(text) == findall(text.lower())
+    assert Tokenizer(lowercase=False).tokenize(text) == findall(text)
+    assert corpus.by_words(text, findall) == findall(text)  # raw text goes to findall whole; word by word is the same
+    normalised = " ".join(findall(text.lower()))  # text8-style: tokenized word by word
+    assert Tokenizer().tokenize(normalised) == normalised.split()
+
+
 def test_bad_pattern_is_a_value_error():
     with pytest.raises(ValueError, match="token_pattern"):
         Tokenizer("([")

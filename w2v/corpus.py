@@ -26,6 +26,8 @@ import zlib
 from pathlib import Path
 from typing import Iterator, List, Optional, Union
 
+import numpy as np
+
 from . import safefile
 
 CHUNK_CHARS = 1 << 20
@@ -33,10 +35,10 @@ NOT_TEXT = 0.1  # a file with more than this share of undecodable bytes or contr
 MIN_BAD = 64  # fewer bad bytes (or control characters) than this are a few typos, whatever the share
 JUDGE_AFTER = 1 << 20  # bytes of a file read before it may be judged (else: at its end)
 CONTROL_SAMPLE = 16 << 20  # control characters are counted in each file's first 16 MB
-_CONTROL = "".join(map(chr, [*range(0, 9), *range(14, 32)]))  # C0 controls but \t \n \v \f \r
-# A character class, not str.translate: on text with any non-ASCII character translate
-# takes ~50 ms per MB (a quarter of tokenizing); the regex scan ~5 ms.
-_CONTROL_CHARS = re.compile("[%s]" % re.escape(_CONTROL))
+# C0 controls but \t \n \v \f \r, counted in the bytes read: in UTF-8 a byte below 0x80 is
+# always that ASCII character, and bytes.translate deletes them at ~1 ns a byte where a
+# regex scan of the decoded text took ~8 ns a character.
+_CONTROL_BYTES = bytes([*range(0, 9), *range(14, 32)])
 
 
 def resolve_corpus(spec: str) -> List[Path]:
@@ -85,11 +87,12 @@ class _TextCheck:
         self.path, self.stats, self.bad0 = path, stats, stats.bad_bytes
         self.chars = self.control = self.nul = 0
 
-    def see(self, text: str, bytes_read: int, end: bool = False) -> None:
+    def see(self, raw: bytes, chars: int, bytes_read: int, end: bool = False) -> None:
+        """Take in the next ``raw`` bytes of the file, ``chars`` characters once decoded."""
         if self.chars < CONTROL_SAMPLE:
-            self.chars += len(text)
-            self.control += len(_CONTROL_CHARS.findall(text))
-            self.nul += text.count("\0")
+            self.chars += chars
+            self.control += len(raw) - len(raw.translate(None, _CONTROL_BYTES))
+            self.nul += raw.count(b"\0")
         if not (end or bytes_read >= JUDGE_AFTER) or bytes_read <= 0:
             return
         bad = self.stats.bad_bytes - self.bad0
@@ -110,16 +113,11 @@ class _TextCheck:
         raise ValueError(f"corpus file {self.path} is not UTF-8 text: {why}; {fix} or leave it out of data.corpus")
 
 
-def _position(f, chars: int) -> int:
-    """Bytes of ``f`` decoded so far (for a ``.gz``: uncompressed bytes); ``chars`` where it cannot tell."""
-    try:
-        return f.buffer.tell()
-    except (OSError, ValueError):
-        return chars
-
-
 def read_chunks(path: Path, chunk_chars: Optional[int] = None, stats: Optional[DecodeStats] = None) -> Iterator[str]:
     """Yield the text of ``path`` in chunks of at most ``chunk_chars`` characters (default :data:`CHUNK_CHARS`).
+
+    The file is read as bytes, ``chunk_chars`` at a time, and decoded here (a character cut
+    by a read waits for the next one).
 
     Raises:
         ValueError: the file is not UTF-8 text (see :data:`NOT_TEXT`), or a damaged gzip file.
@@ -130,22 +128,71 @@ def read_chunks(path: Path, chunk_chars: Optional[int] = None, stats: Optional[D
     stats = DecodeStats() if stats is None else stats
     name = "w2v-count-" + str(id(stats))
     codecs.register_error(name, stats.errors)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors=name)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors=name, newline="") as f:
-            check, chars = _TextCheck(path, stats), 0
+        with opener(path, "rb") as f:
+            check, read = _TextCheck(path, stats), 0
             while True:
-                text = f.read(chunk_chars)
-                chars += len(text)
-                if not text:
-                    check.see("", _position(f, chars), end=True)
+                raw = f.read(chunk_chars)
+                read += len(raw)
+                text = decoder.decode(raw, final=not raw)
+                check.see(raw, len(text), read, end=not raw)
+                if text:
+                    yield text
+                if not raw:
                     return
-                check.see(text, _position(f, chars))
-                yield text
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise ValueError(f"{path}: not a readable gzip file ({e}); the file is damaged: decompress or re-download it") from None
     except OSError as e:  # so that any OSError of encoding is a write's
         raise ValueError(f"cannot read corpus file {path} ({safefile.reason(e)}); check the file and data.corpus") from None
+
+
+LETTERS = r"[^\W\d_]+"  # the default token: a run of letters (any script), no digits, no underscore
+
+
+PLAIN_SAMPLE = 4096  # characters of a text looked at to choose how to tokenize it
+PLAIN_SHARE = 0.05  # at most this share of the sample's words not all letters: tokenize word by word
+
+
+def letter_runs(text: str, findall) -> List[str]:
+    """``findall(text)`` for :data:`LETTERS`: :func:`by_words` on text of plain words, else ``findall``.
+
+    Text whose first :data:`PLAIN_SAMPLE` characters hold more than :data:`PLAIN_SHARE` of
+    words that are not all letters goes to ``findall`` whole: on raw text, where ~18% of
+    the words carry punctuation, :func:`by_words` is slower than the regex.
+    """
+    sample = text[:PLAIN_SAMPLE].split()
+    if len(sample) - sum(map(str.isalpha, sample)) > PLAIN_SHARE * len(sample) + 1:
+        return findall(text)
+    return by_words(text, findall)
+
+
+def by_words(text: str, findall) -> List[str]:
+    r"""``findall(text)`` for :data:`LETTERS`, from the whitespace-separated words.
+
+    A word all of whose characters are letters (``str.isalpha``) is one token: each of them
+    matches ``[^\W\d_]`` (letters are word characters, never decimal digits nor ``_``),
+    and whitespace never does. The other words go through ``findall`` one by one. On text of
+    plain words (a normalised corpus such as text8) this is 1.8x as fast as the regex over
+    the whole text.
+
+    >>> by_words("the cat's 2 hats, naïve x²", re.compile(LETTERS).findall)
+    ['the', 'cat', 's', 'hats', 'naïve', 'x²']
+    """
+    words = text.split()
+    plain = np.fromiter(map(str.isalpha, words), dtype=bool, count=len(words))
+    other = np.flatnonzero(~plain).tolist()
+    if not other:
+        return words
+    tokens: List[str] = []
+    start = 0
+    for i in other:
+        tokens += words[start:i]
+        tokens += findall(words[i])
+        start = i + 1
+    tokens += words[start:]
+    return tokens
 
 
 class Tokenizer:
@@ -157,7 +204,7 @@ class Tokenizer:
     [['the'], ['cat'], ['sat']]
     """
 
-    def __init__(self, pattern: str = r"[^\W\d_]+", lowercase: bool = True) -> None:
+    def __init__(self, pattern: str = LETTERS, lowercase: bool = True) -> None:
         try:
             self.regex = re.compile(pattern)
         except re.error as e:
@@ -168,6 +215,8 @@ class Tokenizer:
     def tokenize(self, text: str) -> List[str]:
         if self.lowercase:
             text = text.lower()
+        if self.pattern == LETTERS:
+            return letter_runs(text, self.regex.findall)
         return self.regex.findall(text)
 
     def stream(self, chunks) -> Iterator[List[str]]:

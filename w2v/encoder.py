@@ -9,8 +9,9 @@ tokenizes its pieces and numbers the words with its own table; it sends back its
 the words it met for the first time, in order. This process takes the results in corpus
 order and maps each worker's ids to the global ones: a word new to the whole corpus is
 new to the worker that met it first, and is numbered here when that piece's turn comes.
-Tokenizing runs at ~3M tokens a second on one core; the main process's share (reading,
-mapping, writing) runs at ~6M. Memory: each worker keeps a word table of its own (~130
+Tokenizing runs at ~3.5M tokens a second on one core (~5.5M on text of plain words, see
+:func:`w2v.corpus.letter_runs`); the main process's share (reading, mapping, writing) runs
+at ~7M. Memory: each worker keeps a word table of its own (~130
 bytes a type); one that grows past :data:`WORKER_TYPES` words starts afresh (its next
 results say so, and this process forgets its numbering), so 8 workers on a corpus of
 millions of types hold at most ~8 x 130 MB beside the main table.
@@ -47,8 +48,9 @@ PARALLEL_CHARS = 4 << 20  # a corpus of fewer characters (estimated) is encoded 
 class TypeIds(dict):
     """word -> provisional id, handing out the next id to each new word.
 
-    Each new word is checked once: one with whitespace in it, or an empty one, could not
-    be written to a vocabulary or vectors file, so the run is refused before training.
+    The words new to a call of :meth:`encode` are checked together: one with whitespace in
+    it, or an empty one, could not be written to a vocabulary or vectors file, so the run
+    is refused before training.
 
     Attributes:
         words: the words in id order (``words[i]`` has id ``i``).
@@ -60,19 +62,35 @@ class TypeIds(dict):
         self.words: List[str] = []
 
     def __missing__(self, word):
-        if isinstance(word, str) and (not word or _WHITESPACE.search(word)):
-            what = "matches the empty string" if not word else f"makes the token {word!r}, with whitespace in it"
-            raise ValueError(
-                f"data.token_pattern {self.pattern!r} {what}, which no vocabulary or word2vec file can hold; "
-                "use a pattern whose every match is one or more non-space characters, such as the default [^\\W\\d_]+"
-            )
-        i = self[word] = len(self)
+        i = self[word] = len(self.words)
         self.words.append(word)
         return i
 
     def encode(self, tokens: List[str]) -> np.ndarray:
-        """The ids of ``tokens`` (new words numbered on the way), as ``uint32``."""
-        return np.fromiter(map(self.__getitem__, tokens), dtype=np.uint32, count=len(tokens))
+        """The ids of ``tokens`` (new words numbered on the way), as ``uint32``.
+
+        Raises:
+            ValueError: a new word is empty or holds whitespace (the pattern is unusable).
+        """
+        known = len(self.words)
+        ids = np.fromiter(map(self.__getitem__, tokens), dtype=np.uint32, count=len(tokens))
+        if len(self.words) > known:
+            self._check(self.words[known:])
+        return ids
+
+    def _check(self, words: List[str]) -> None:
+        try:  # all at once: one join and one scan instead of a regex call per word
+            if all(words) and not _WHITESPACE.search("".join(words)):
+                return
+        except TypeError:  # a pattern with several groups makes tuples: nothing to check
+            pass
+        for word in words:
+            if isinstance(word, str) and (not word or _WHITESPACE.search(word)):
+                what = "matches the empty string" if not word else f"makes the token {word!r}, with whitespace in it"
+                raise ValueError(
+                    f"data.token_pattern {self.pattern!r} {what}, which no vocabulary or word2vec file can hold; "
+                    "use a pattern whose every match is one or more non-space characters, such as the default [^\\W\\d_]+"
+                )
 
 
 def default_workers() -> int:

@@ -45,6 +45,7 @@ from .corpus import DecodeStats, Tokenizer, read_chunks, resolve_corpus
 from .encoder import PARALLEL_CHARS, TypeIds, default_workers, encode_pieces
 
 COUNT_BATCH = 1 << 24  # ids counted at a time while encoding
+TYPES_BLOCK = 1 << 16  # lines of types.txt written (and hashed) at a time
 CACHE_VERSION = 2  # 2: meta.json holds the corpus files' CRCs and the stream's fingerprint
 
 
@@ -185,10 +186,12 @@ def encode_streams(
     types = [types[i] for i in order]
     counts = counts[order]
     with open(workdir / "types.txt", "w", encoding="utf-8") as f:
-        for word, count in zip(types, counts.tolist()):
-            line = f"{word} {count}\n"
-            f.write(line)
-            digest.update(line.encode("utf-8", "surrogatepass"))
+        counts_list = counts.tolist()
+        for start in range(0, len(types), TYPES_BLOCK):  # a block of lines at a time: one write, one digest update
+            stop = start + TYPES_BLOCK
+            text = "".join(f"{word} {count}\n" for word, count in zip(types[start:stop], counts_list[start:stop]))
+            f.write(text)
+            digest.update(text.encode("utf-8", "surrogatepass"))
     meta = {
         "tokens": n, "types": len(types), "bad_bytes": bad_bytes, "fingerprint": f"blake2b:{digest.hexdigest()}",
         "sources": list(sources or []),
