@@ -21,8 +21,18 @@ def _by_query_vectors(wv, abc, k, restrict_vocab):
     return wv.top_k(query.astype(np.float32), k, exclude=abc, restrict_vocab=restrict_vocab)
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def way(request, monkeypatch):
+    """The compiled search (csrc/cosadd.c), or torch's ops: each test runs with both."""
+    if request.param == "torch":
+        monkeypatch.setattr(cosadd, "_native", lambda: None)
+    elif cosadd._native() is None:
+        pytest.skip("no C compiler here")
+    return request.param
+
+
 @pytest.mark.parametrize("restrict_vocab", [None, 300])
-def test_answers_equal_a_search_with_the_query_vectors(monkeypatch, restrict_vocab):
+def test_answers_equal_a_search_with_the_query_vectors(monkeypatch, restrict_vocab, way):
     rng = np.random.default_rng(0)
     wv = WordVectors([f"w{i}" for i in range(500)], rng.standard_normal((500, 16)).astype(np.float32))
     # Questions whose |b - a + c| is near 0 are scored from their query vector: a (row 10)
@@ -43,12 +53,27 @@ def test_answers_equal_a_search_with_the_query_vectors(monkeypatch, restrict_voc
     assert (got_i < (restrict_vocab or 500)).all()
 
 
-def test_pads_when_too_few_words():
+def test_pads_when_too_few_words(way):
     wv = WordVectors(["a", "b", "c", "d", "e"], np.eye(5, dtype=np.float32))
     scores, ids = cosadd_top_k(wv.unit_table(), np.array([[0, 1, 2]]), 6, restrict_vocab=4)
     assert ids.tolist() == [[3, -1, -1, -1]] and np.isneginf(scores[0, 1:]).all()
     scores, ids = cosadd_top_k(wv.unit_table(), np.zeros((0, 3), dtype=np.int64), 6)
     assert scores.shape == ids.shape == (0, 5)
+
+
+def test_the_compiled_search_scores_as_torch_does_bit_for_bit(monkeypatch):
+    if cosadd._native() is None:
+        pytest.skip("no C compiler here")
+    rng = np.random.default_rng(3)
+    wv = WordVectors([f"w{i}" for i in range(5000)], rng.standard_normal((5000, 24)).astype(np.float32))
+    abc = _questions(rng, 300, 700)
+    monkeypatch.setattr(cosadd, "_TILE", {"cpu": 1500, "cuda": 1500})  # tiles of 1,500 words, the last one short
+    compiled = cosadd_top_k(wv.unit_table(), abc, 6, restrict_vocab=4700)
+    monkeypatch.setattr(cosadd, "_native", lambda: None)
+    plain = cosadd_top_k(wv.unit_table(), abc, 6, restrict_vocab=4700)
+    np.testing.assert_array_equal(compiled[0], plain[0])  # the same float operations in the same order
+    ties = (np.diff(plain[0], axis=1) == 0).any(axis=1)  # exact ties may list their words in either order
+    np.testing.assert_array_equal(compiled[1][~ties], plain[1][~ties])
 
 
 def test_worth_it_for_many_questions_over_few_words():

