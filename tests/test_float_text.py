@@ -1,16 +1,27 @@
 """Float tables as %.8e text at numpy speed (w2v.float_text)."""
 
 import numpy as np
+import pytest
 
-from w2v import formats
+from w2v import float_text, formats
 from w2v.float_text import scientific
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def way(request, monkeypatch):
+    """Float32 tables in C (csrc/float_text.c), or numpy's arrays: each test runs with both."""
+    if request.param == "numpy":
+        monkeypatch.setattr(float_text, "_native", lambda: None)
+    elif float_text._native() is None:
+        pytest.skip("no C compiler here")
+    return request.param
 
 
 def _bits(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float32).view(np.uint32)
 
 
-def test_text_values_read_back_as_the_same_float32_and_match_printf():
+def test_text_values_read_back_as_the_same_float32_and_match_printf(way):
     rng = np.random.default_rng(0)
     every = rng.integers(0, 2**32, size=400_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
     every = every[np.isfinite(every)]  # random bit patterns: every exponent, denormals, both signs
@@ -32,7 +43,7 @@ def test_text_values_read_back_as_the_same_float32_and_match_printf():
     assert text.decode("ascii") == printf
 
 
-def test_an_empty_row_is_an_empty_line_and_formats_still_hands_out_the_formatter():
+def test_an_empty_row_is_an_empty_line_and_formats_still_hands_out_the_formatter(way):
     text, ends = scientific(np.zeros((2, 0), dtype=np.float32))
     assert text == b"\n\n" and ends.tolist() == [1, 2]
     assert formats.scientific is scientific
