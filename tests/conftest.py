@@ -32,6 +32,21 @@ def planted_corpus(path: Path, topics: int = 12, words_per_topic: int = 6, sente
     return groups
 
 
+def compiled_or(module, other: str):
+    """A fixture that runs each test twice: with ``module``'s compiled path (skipped without a C
+    compiler) and with its ``other`` path (``module._native`` made to return ``None``)."""
+
+    @pytest.fixture(params=["compiled", other])
+    def way(request, monkeypatch):
+        if request.param == other:
+            monkeypatch.setattr(module, "_native", lambda: None)
+        elif module._native() is None:
+            pytest.skip("no C compiler here")
+        return request.param
+
+    return way
+
+
 @pytest.fixture
 def planted(tmp_path):
     path = tmp_path / "planted.txt"

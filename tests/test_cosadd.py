@@ -8,6 +8,8 @@ import w2v.cosadd as cosadd
 from w2v.cosadd import cosadd_top_k, worth_it
 from w2v.vectors import WordVectors
 
+from conftest import compiled_or
+
 
 def _questions(rng, words, n):
     """``n`` questions over the first ``words`` ids, no word twice in one question."""
@@ -21,14 +23,7 @@ def _by_query_vectors(wv, abc, k, restrict_vocab):
     return wv.top_k(query.astype(np.float32), k, exclude=abc, restrict_vocab=restrict_vocab)
 
 
-@pytest.fixture(params=["compiled", "torch"])
-def way(request, monkeypatch):
-    """The compiled search (csrc/cosadd.c), or torch's ops: each test runs with both."""
-    if request.param == "torch":
-        monkeypatch.setattr(cosadd, "_native", lambda: None)
-    elif cosadd._native() is None:
-        pytest.skip("no C compiler here")
-    return request.param
+way = compiled_or(cosadd, "torch")  # each test that takes it runs in C and with torch
 
 
 @pytest.mark.parametrize("restrict_vocab", [None, 300])

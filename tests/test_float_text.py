@@ -6,15 +6,10 @@ import pytest
 from w2v import float_text, formats
 from w2v.float_text import scientific
 
+from conftest import compiled_or
 
-@pytest.fixture(params=["compiled", "numpy"])
-def way(request, monkeypatch):
-    """Float32 tables in C (csrc/float_text.c), or numpy's arrays: each test runs with both."""
-    if request.param == "numpy":
-        monkeypatch.setattr(float_text, "_native", lambda: None)
-    elif float_text._native() is None:
-        pytest.skip("no C compiler here")
-    return request.param
+
+way = compiled_or(float_text, "numpy")  # each test that takes it runs in C and with numpy
 
 
 def _bits(values) -> np.ndarray:
