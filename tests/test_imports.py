@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "w2v"
 LAYERS = {
     "config": 0,
     "safefile": 0,
+    "native": 0,  # the C sources of csrc, compiled on first use
     "exiting": 0,  # how the commands end
     "config_rules": 1,  # what each value of a config must be
     "corpus": 1,

@@ -1,8 +1,14 @@
 import numpy as np
+import pytest
 import torch
 
 from w2v.batching import batches, subsample, window_pairs
-from w2v.sampling import NoiseSampler, keep_probabilities
+from w2v import sampling
+from w2v.sampling import NoiseSampler, alias_table, keep_probabilities
+
+from conftest import compiled_or
+
+way = compiled_or(sampling, "python")  # each test that takes it builds the alias table in C and in Python
 
 
 def test_keep_probability_matches_word2vec_formula():
@@ -61,3 +67,26 @@ def test_batches_cut_to_group_multiples():
     c = torch.arange(100)
     sizes = [len(b[0]) for b in batches(c, c, 40, 8)]
     assert sizes == [40, 40, 16]
+
+
+def test_the_alias_table_draws_the_distribution_exactly(way):
+    rng = np.random.default_rng(0)
+    probs = rng.pareto(1.0, 5000) ** 0.75  # Zipf-like: a few heavy words, many light ones
+    probs[rng.integers(0, 5000, 50)] = 0  # words never drawn
+    probs /= probs.sum()
+    accept, alias = alias_table(probs)
+    # each word's probability is its own column's kept share plus what other columns hand it
+    total = accept.copy()
+    np.add.at(total, alias, 1.0 - accept)
+    np.testing.assert_allclose(total / len(probs), probs, atol=1e-12)  # zero for the words never drawn
+
+
+def test_the_compiled_alias_table_is_pythons_bit_for_bit(monkeypatch):
+    if sampling._native() is None:
+        pytest.skip("no C compiler here")
+    probs = np.random.default_rng(1).random(20_000) ** 3
+    probs /= probs.sum()
+    compiled = alias_table(probs)
+    monkeypatch.setattr(sampling, "_native", lambda: None)
+    python = alias_table(probs)
+    assert np.array_equal(compiled[0], python[0]) and np.array_equal(compiled[1], python[1])

@@ -14,7 +14,7 @@ differ from a product with the query vector by rounding (~1e-6), which
 :mod:`w2v.evaluate` re-scores with gensim's arithmetic where it could decide an answer.
 
 On the CPU the scores are formed and ranked in C (``csrc/cosadd.c``, through
-:func:`w2v.kernel.library`) without being stored: 12,481 questions over 30,000 words take
+:func:`w2v.native.library`) without being stored: 12,481 questions over 30,000 words take
 0.13 s instead of torch's 0.36 s, with the same scores bit for bit. Without a C compiler,
 and on a GPU, torch's ops do it.
 """
@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from . import kernel
+from . import native
 from .topk import tile_topk
 
 # Words per tile: at most this many, and G's tile (distinct words x tile) at most _G_TILE values.
@@ -138,7 +138,7 @@ def _torch_tiles(table, w_rows, ids, rows, k: int, kind: str) -> Tuple[np.ndarra
 
 def _native():
     """The compiled search (``csrc/cosadd.c``) with its argument types; ``None`` without a C compiler."""
-    lib = kernel.library("cosadd")
+    lib = native.library("cosadd")
     if lib is not None and lib.w2v_cosadd_tile.argtypes is None:
         p, i64 = ctypes.c_void_p, ctypes.c_int64
         lib.w2v_cosadd_tile.argtypes = [p, i64, p, p, p, p, i64, i64, ctypes.c_int, p, p, ctypes.c_int]

@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from . import kernel
+from . import native
 
 
 def scientific(rows: np.ndarray) -> Tuple[bytes, np.ndarray]:
@@ -82,7 +82,7 @@ _SCRATCH = threading.local()
 
 
 def _native() -> Optional[ctypes.CDLL]:
-    lib = kernel.library("float_text")
+    lib = native.library("float_text")
     if lib is not None and lib.w2v_scientific.argtypes is None:
         p, i64 = ctypes.c_void_p, ctypes.c_int64
         lib.w2v_scientific.argtypes = [p, i64, i64, p, ctypes.c_int, p, p]

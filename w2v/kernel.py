@@ -1,130 +1,39 @@
-"""The compiled CPU kernels (``w2v/csrc``), built on first use: the training step
-(``sgns.c``, :func:`load`) and the analogy search (``cosadd.c``, :func:`library`).
+"""The compiled CPU kernel of the training step (``w2v/csrc/sgns.c``), built on first use.
 
-The kernels are plain C with no torch headers, so building one takes about a second with
-the system's C compiler (``$CC``, else ``cc``). The shared libraries are cached under
-``$W2V_KERNEL_DIR`` (default ``~/.cache/w2v/kernels``), keyed by the source, the flags,
-the compiler and the CPU, and loaded with :mod:`ctypes`, which releases the GIL during
-the call. When no compiler works (or ``W2V_KERNEL=off``), :func:`load` returns ``None`` and
-:func:`unavailable` says why; callers fall back to torch.
-
-Flags: ``-O3 -march=native``; the training step adds reassociation (so dot products
-vectorise), but not ``-ffast-math``: NaN and infinities keep their meaning, so a diverging
-run is still seen. The analogy search keeps every float operation as written
-(:data:`EXACT`), so its scores are torch's bit for bit.
+Built and loaded by :mod:`w2v.native` with its :data:`~w2v.native.FAST` flags. When no
+compiler works, :func:`load` returns ``None`` and :func:`unavailable` says why; callers fall
+back to the torch step.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import subprocess
-import threading
-from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
-CSRC = Path(__file__).with_name("csrc")
-SOURCE = CSRC / "sgns.c"
-FLAGS = [
-    "-O3", "-march=native", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros",
-    "-fno-trapping-math", "-fPIC", "-shared", "-pthread",
-]
-EXACT = ["-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared", "-pthread"]
+from . import native
 
-_lock = threading.Lock()
-_lib: Optional[ctypes.CDLL] = None
-_why: Optional[str] = None
-_tried = False
-_others: Dict[str, Tuple[Optional[ctypes.CDLL], Optional[str]]] = {}  # name -> (library, why not)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _compiler() -> str:
-    return os.environ.get("CC", "cc")
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("W2V_KERNEL_DIR", Path.home() / ".cache" / "w2v" / "kernels"))
-
-
-def _build(source: Optional[Path] = None, flags: Optional[List[str]] = None) -> Path:
-    source, flags = source or SOURCE, flags or FLAGS
-    cc = _compiler()
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    key = hashlib.sha256(
-        "\0".join([source.read_text(), " ".join(flags), cc, version, platform.machine(), _cpu_name()]).encode()
-    ).hexdigest()[:16]
-    out = _cache_dir() / f"{source.stem}-{key}.so"
-    if out.is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        done = subprocess.run([cc, *flags, str(source), "-o", str(tmp), "-lm"], capture_output=True, text=True, timeout=300)
-        if done.returncode != 0:
-            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"{cc} failed")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+SOURCE = native.CSRC / "sgns.c"
 
 
 def load() -> Optional[ctypes.CDLL]:
     """The kernel library, built if needed; ``None`` when it cannot be (see :func:`unavailable`)."""
-    global _lib, _why, _tried
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        if os.environ.get("W2V_KERNEL", "").lower() in ("0", "off", "torch"):
-            _why = "disabled by W2V_KERNEL"
-            return None
-        try:
-            lib = ctypes.CDLL(str(_build()))
-        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-            _why = f"could not build {SOURCE.name} with {_compiler()!r}: {e}"
-            return None
+    lib = native.library("sgns", native.FAST)
+    if lib is not None and lib.w2v_sgns_train.argtypes is None:
         p, i64 = ctypes.c_void_p, ctypes.c_int64
         lib.w2v_sgns_train.argtypes = [p, p, ctypes.c_int, p, p, p, i64, ctypes.c_int, ctypes.c_int, ctypes.c_int, p, p, p, ctypes.c_int, p]
         lib.w2v_sgns_train.restype = ctypes.c_int
         lib.w2v_window_pairs.argtypes = [p, p, i64, ctypes.c_int, p, p]
         lib.w2v_window_pairs.restype = i64
-        _lib = lib
-        return lib
+    return lib
 
 
 def unavailable() -> Optional[str]:
     """Why :func:`load` returned ``None``; ``None`` when the kernel is there."""
     load()
-    return _why
-
-
-def library(name: str) -> Optional[ctypes.CDLL]:
-    """``csrc/NAME.c`` built with :data:`EXACT` and loaded; ``None`` when it cannot be (or ``W2V_KERNEL=off``)."""
-    with _lock:
-        if name not in _others:
-            if os.environ.get("W2V_KERNEL", "").lower() in ("0", "off", "torch"):
-                _others[name] = (None, "disabled by W2V_KERNEL")
-            else:
-                try:
-                    _others[name] = (ctypes.CDLL(str(_build(CSRC / f"{name}.c", EXACT))), None)
-                except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-                    _others[name] = (None, f"could not build {name}.c with {_compiler()!r}: {e}")
-        return _others[name][0]
+    return native.why_not("sgns")
 
 
 PHASES = ("gradients", "updates")
@@ -155,7 +64,7 @@ def sgns_train(
     """
     lib = load()
     if lib is None:
-        raise RuntimeError(f"the CPU kernel is unavailable: {_why}")
+        raise RuntimeError(f"the CPU kernel is unavailable: {unavailable()}")
     n = inputs.numel()
     nb = -(-n // batch_size)
     lrs = np.ascontiguousarray(lrs, dtype=np.float32)
@@ -194,7 +103,7 @@ def window_pairs(tokens: torch.Tensor, reach: torch.Tensor, window: int) -> Tupl
     """
     lib = load()
     if lib is None:
-        raise RuntimeError(f"the CPU kernel is unavailable: {_why}")
+        raise RuntimeError(f"the CPU kernel is unavailable: {unavailable()}")
     tokens, reach = tokens.contiguous(), reach.contiguous()
     if tokens.dtype != torch.int64 or reach.dtype != torch.int64 or tokens.device.type != "cpu":
         raise ValueError("tokens and reach must be int64 CPU tensors")

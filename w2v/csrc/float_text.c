@@ -7,7 +7,7 @@
  * either way. Both stop at the same e: two exponents could both qualify only for a value
  * within 5e-9 (relative) below a power of ten, where log10 is exact enough to start at the
  * lower one, which is also where this search stops first. One pass over the values, no
- * (n, D) arrays, no log10 call. Built without reassociation or contraction (w2v.kernel.EXACT).
+ * (n, D) arrays, no log10 call. Built without reassociation or contraction (w2v.native.EXACT).
  */
 #include <math.h>
 #include <stdint.h>
