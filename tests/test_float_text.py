@@ -1,7 +1,6 @@
 """Float tables as %.8e text at numpy speed (w2v.float_text)."""
 
 import numpy as np
-import pytest
 
 from w2v import float_text, formats
 from w2v.float_text import scientific
