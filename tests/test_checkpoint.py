@@ -223,3 +223,15 @@ def test_a_checkpoint_from_before_checksums_still_loads(tmp_path):
     del old["checksums"]
     torch.save(old, tmp_path / "c.pt")
     assert torch.equal(load_checkpoint(tmp_path / "c.pt")["input"], model.input.weight)
+
+
+def test_a_table_is_saved_as_its_own_values_without_a_copy_unless_it_is_a_view():
+    from w2v.checkpoint import _own_storage
+
+    whole = torch.arange(12.0).view(4, 3)
+    assert _own_storage(whole).data_ptr() == whole.data_ptr()  # written as it is
+    buffer = torch.arange(24.0)
+    view = buffer[6:18].view(4, 3)  # a shard of a flat buffer: torch.save would write all 24 values
+    own = _own_storage(view)
+    assert own.data_ptr() != view.data_ptr() and torch.equal(own, view)
+    assert own.untyped_storage().nbytes() == 12 * 4

@@ -45,3 +45,22 @@ def test_a_claimed_run_folder_is_held_by_one_run(tmp_path):
             claim_folders(cfg, tmp_path / "run", main=True, world=1)
     finally:
         lock.release()
+
+
+def test_the_temp_folder_is_looked_up_only_when_the_run_folder_refuses(tmp_path, monkeypatch):
+    import itertools
+    import tempfile
+
+    asked = []
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: asked.append(1) or str(tmp_path / "tmp"))
+    run = tmp_path / "run"
+    path, refused = save_somewhere("checkpoint.pt", lambda p: p.write_text("t"), itertools.chain([run], spare_folders(run, run)))
+    assert path == run / "checkpoint.pt" and not refused and not asked
+
+    def full(p):
+        if p.parent.name != "tmp" and not p.parent.name.startswith("w2v-saved"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        p.write_text("t")
+
+    path, refused = save_somewhere("checkpoint.pt", full, itertools.chain([run], spare_folders(run, run)))
+    assert asked and path.parent.name.startswith("w2v-saved") and len(refused) == 1  # run and export_dir are one folder

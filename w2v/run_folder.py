@@ -11,10 +11,11 @@ last checkpoint there is.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 import torch.distributed as dist
 
@@ -73,19 +74,27 @@ def claim_folders(cfg, output_dir, main: bool, world: int) -> Tuple[Path, Path, 
     return out, export_dir, lock
 
 
-def spare_folders(out: Path, export_dir: Path) -> List[Path]:
-    """Where the trained tables go when the run folder has no room: beside the vectors, else $TMPDIR."""
-    return [export_dir, Path(tempfile.gettempdir()) / f"w2v-saved-{out.name}-{os.getpid()}"]
+def spare_folders(out: Path, export_dir: Path) -> Iterator[Path]:
+    """Where the trained tables go when the run folder has no room: beside the vectors, else $TMPDIR.
+
+    Lazily: finding $TMPDIR writes a probe file there (~30 ms), asked only when needed.
+    """
+    yield export_dir
+    yield Path(tempfile.gettempdir()) / f"w2v-saved-{out.name}-{os.getpid()}"
 
 
-def save_somewhere(name: str, write: Callable[[Path], None], folders: List[Path]) -> Tuple[Optional[Path], List[str]]:
-    """``write(folder / name)`` into the first of ``folders`` that takes it.
+def save_somewhere(name: str, write: Callable[[Path], None], folders: Iterable[Path]) -> Tuple[Optional[Path], List[str]]:
+    """``write(folder / name)`` into the first of ``folders`` that takes it (each folder tried once).
 
     Returns:
         the path written (``None``: none took it), and why each folder tried before refused.
     """
-    refused = []
-    for folder in dict.fromkeys(folders):
+    refused: List[str] = []
+    tried = set()
+    for folder in folders:
+        if folder in tried:
+            continue
+        tried.add(folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             write(folder / name)
@@ -144,7 +153,7 @@ class RunCheckpoints:
                 path, more = save_somewhere(
                     checkpoints.path(state.words).name,
                     lambda p: save_checkpoint(p, model, vocab, config, state.to_dict(), corpus=checkpoints.corpus),
-                    [f / FOLDER for f in spare_folders(self.out, self.export_dir) if f / FOLDER != checkpoints.folder],
+                    (f / FOLDER for f in spare_folders(self.out, self.export_dir) if f / FOLDER != checkpoints.folder),
                 )
                 refused += more
             if path is None:
@@ -179,7 +188,7 @@ class RunCheckpoints:
             return Path(resumed_from)  # already here, whole
         path, refused = save_somewhere(FINAL, lambda p: save_checkpoint(
             p, self.model, self.vocab, self.config, state.to_dict(), tables=tables, corpus=self.folder.corpus
-        ), [out, *spare_folders(out, self.export_dir)])
+        ), itertools.chain([out], spare_folders(out, self.export_dir)))
         if path is None:
             last = self.last
             then = f"resume from the last checkpoint, train.resume={last}" if last else "train again"
