@@ -64,3 +64,13 @@ def test_the_temp_folder_is_looked_up_only_when_the_run_folder_refuses(tmp_path,
 
     path, refused = save_somewhere("checkpoint.pt", full, itertools.chain([run], spare_folders(run, run)))
     assert asked and path.parent.name.startswith("w2v-saved") and len(refused) == 1  # run and export_dir are one folder
+
+
+def test_no_usable_temp_folder_leaves_one_spare_folder_fewer(tmp_path, monkeypatch):
+    import tempfile
+
+    def none():
+        raise FileNotFoundError(errno.ENOENT, "No usable temporary directory found")
+
+    monkeypatch.setattr(tempfile, "gettempdir", none)
+    assert list(spare_folders(tmp_path / "run", tmp_path / "export")) == [tmp_path / "export"]

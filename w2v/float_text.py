@@ -4,8 +4,9 @@
 (:func:`w2v.formats.write_word2vec`) without a Python call per value: each value's 16
 characters are assembled from digit tables (:class:`_Digits`, built once on first use).
 Nine significant digits read back as the same float32. A float32 table goes through the
-same steps in C where a compiler is at hand (``csrc/float_text.c``, the same characters,
-~7x as fast: ~9 ns a value).
+same steps in C where a compiler is at hand (``csrc/float_text.c``, the same characters:
+~15 ns a value instead of ~40; with the bytes objects, a 39k x 100 table in 0.094 s
+instead of 0.16 s).
 """
 
 from __future__ import annotations

@@ -15,8 +15,6 @@ import torch
 
 from . import native
 
-SOURCE = native.CSRC / "sgns.c"
-
 
 def load() -> Optional[ctypes.CDLL]:
     """The kernel library, built if needed; ``None`` when it cannot be (see :func:`unavailable`)."""

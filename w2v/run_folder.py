@@ -77,10 +77,15 @@ def claim_folders(cfg, output_dir, main: bool, world: int) -> Tuple[Path, Path, 
 def spare_folders(out: Path, export_dir: Path) -> Iterator[Path]:
     """Where the trained tables go when the run folder has no room: beside the vectors, else $TMPDIR.
 
-    Lazily: finding $TMPDIR writes a probe file there (~30 ms), asked only when needed.
+    Lazily: finding $TMPDIR writes a probe file there (~30 ms), asked only when needed; a
+    machine with no usable temp folder has one spare folder fewer.
     """
     yield export_dir
-    yield Path(tempfile.gettempdir()) / f"w2v-saved-{out.name}-{os.getpid()}"
+    try:
+        tmp = tempfile.gettempdir()
+    except OSError:  # no writable temp folder at all: the caller names the folders it tried
+        return
+    yield Path(tmp) / f"w2v-saved-{out.name}-{os.getpid()}"
 
 
 def save_somewhere(name: str, write: Callable[[Path], None], folders: Iterable[Path]) -> Tuple[Optional[Path], List[str]]:

@@ -10,7 +10,7 @@ host placed far apart for a while) two threads can be slower than one. Measured 
 than 1.
 
 :class:`TeamSize` starts with every thread, measures each chunk's pairs per second, and
-now and then runs a chunk or two on the next smaller (or larger) team to compare; it keeps
+now and then runs a chunk on the next smaller (or larger) team to compare; it keeps
 whichever is faster by :data:`MARGIN`. The comparisons are spaced further apart (up to 512
 chunks, :data:`SPACING`) while they confirm the choice, and one comes at once when a chunk
 runs much slower than its team's usual speed (:data:`SLOWDOWN`), so a slow stretch is met
