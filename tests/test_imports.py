@@ -26,8 +26,9 @@ LAYERS = {
     "runlock": 1,
     "sampling": 2,
     "batching": 2,
-    "encoder": 2,  # text to provisional type ids, in this process or in forked workers
-    "token_cache": 3,  # the corpus tokenized once, as rank ids, cached on disk
+    "native_tokens": 2,  # the default tokenizer and its word table, in C
+    "encoder": 3,  # text to provisional type ids, in this process or in forked workers
+    "token_cache": 4,  # the corpus tokenized once, as rank ids, cached on disk
     "device_pairs": 3,  # sampling and batching on the device, without host syncs
     "embedding": 3,
     "kernel": 3,

@@ -41,7 +41,7 @@ class DataConfig:
     max_vocab_size: Optional[int] = None  # keep at most this many words (plus <unk>)
     cache: bool = True  # keep the encoded token stream so the next run skips tokenizing
     cache_dir: Optional[str] = None  # None: $W2V_CACHE_DIR or ~/.cache/w2v
-    tokenize_workers: Optional[int] = None  # processes that tokenize; None: one per core (<= 8) past ~4M chars
+    tokenize_workers: Optional[int] = None  # processes that tokenize a custom token_pattern; None: one per core (<= 8) past ~4M chars
 
 
 @dataclass

@@ -42,7 +42,8 @@ import numpy as np
 
 from . import safefile
 from .corpus import DecodeStats, Tokenizer, read_chunks, resolve_corpus
-from .encoder import PARALLEL_CHARS, TypeIds, default_workers, encode_pieces
+from .encoder import PARALLEL_CHARS, default_workers, encode_pieces, type_ids
+from .native_tokens import NativeTypeIds
 
 COUNT_BATCH = 1 << 24  # ids counted at a time while encoding
 TYPES_BLOCK = 1 << 16  # lines of types.txt written (and hashed) at a time
@@ -155,17 +156,20 @@ def encode_streams(
     Raises:
         ValueError: the streams hold no token, or a token no vocabulary file can hold.
     """
-    ids = TypeIds(tokenizer.pattern)
-    tally = _Tally()
+    ids = type_ids(tokenizer)
+    tally = None if isinstance(ids, NativeTypeIds) else _Tally()  # the C table counts as it numbers
     raw = workdir / "provisional.u32"
     pieces = itertools.chain.from_iterable(tokenizer.pieces(stream) for stream in streams)  # none spans two files
+    n = 0
     with open(raw, "wb") as out:
         for arr in encode_pieces(pieces, tokenizer, ids, workers):
             arr.tofile(out)
-            tally.add(arr, len(ids))
+            n += len(arr)
+            if tally is not None:
+                tally.add(arr, len(ids))
             if progress is not None:
                 progress(len(arr))
-    counts, n = tally.counts(len(ids)), tally.total
+    counts = ids.counts() if tally is None else tally.counts(len(ids))
     bad_bytes = stats.bad_bytes if stats is not None else 0
     if n == 0:
         raw.unlink()
