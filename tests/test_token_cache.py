@@ -165,3 +165,25 @@ def test_types_with_spaces_in_words_read_back_line_by_line(tmp_path):
     path.write_text("paris 2\nrome 1", encoding="utf-8")  # cut short
     with pytest.raises(ValueError):
         _read_types(path)
+
+
+def test_a_corpus_another_process_is_tokenizing_is_waited_for_and_read_not_tokenized_twice(tmp_path, cache_dir, monkeypatch):
+    import threading
+
+    (tmp_path / "c.txt").write_text("the cat sat on the mat\n" * 100)
+    files, tokenizer, root = [(tmp_path / "c.txt").resolve()], Tokenizer(), Path(cache_dir)
+    folder = root / token_cache.cache_key(files, tokenizer)
+    encoded = []
+    real = token_cache.encode
+    monkeypatch.setattr(token_cache, "encode", lambda *a, **k: encoded.append(1) or real(*a, **k))
+    got = []
+    with token_cache._one_tokenizer(root, folder.name):  # as another process tokenizing it
+        reader = threading.Thread(target=lambda: got.append(load_corpus(str(tmp_path / "c.txt"), tokenizer, cache_dir=cache_dir)))
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive()  # waiting for the lock
+        ours = token_cache._encode_into(root, files, tokenizer, None, 1, folder)
+    reader.join(30)
+    assert not reader.is_alive() and len(encoded) == 1  # read what the holder published
+    assert got[0].fingerprint == ours.fingerprint and got[0].types == ours.types
+    assert sorted(os.listdir(cache_dir)) == [folder.name]  # the lock file is gone

@@ -26,6 +26,7 @@ files and tokenizing their text is :mod:`w2v.corpus`'s job.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -88,6 +89,19 @@ def cache_key(files: List[Path], tokenizer: Tokenizer) -> str:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("W2V_CACHE_DIR") or Path.home() / ".cache" / "w2v")
+
+
+def _cache_root(cache_dir: Optional[str]) -> Path:
+    return Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+
+
+def is_cached(spec: str, tokenizer: Tokenizer, cache_dir: Optional[str] = None) -> bool:
+    """Whether the cache holds an entry for the corpus ``spec`` and ``tokenizer`` (:func:`load_corpus` checks it).
+
+    Raises:
+        FileNotFoundError: nothing matches ``spec``.
+    """
+    return (_cache_root(cache_dir) / cache_key(resolve_corpus(spec), tokenizer)).exists()
 
 
 def file_crc(path: Path, block: int = 1 << 20) -> str:
@@ -362,22 +376,77 @@ def load_corpus(
             or the cache (or temporary) folder has no room; the message names the fix.
     """
     files = resolve_corpus(spec)
-    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     if not cache:
         root = Path(tempfile.gettempdir())
-    safefile.sweep(root, legacy=cache)  # what killed tokenizations left (only w2v's own names in $TMPDIR)
-    if cache:
-        folder = root / cache_key(files, tokenizer)
-        if folder.exists():
-            try:
-                enc = load_encoded(folder)
-                changed = [p for p, crc in zip(files, enc.sources) if file_crc(p) != crc]
-                if len(enc.sources) == len(files) and not changed:
-                    return enc
-                warn(f"{(changed or files)[0]} changed since it was tokenized (same size and time, other bytes); tokenizing again")
-            except DamagedCache as e:
-                warn(f"the cached corpus in {folder} is damaged ({e}); tokenizing again")
-            _discard(folder)
+        safefile.sweep(root, legacy=False)  # what killed tokenizations left (only w2v's own names in $TMPDIR)
+        return _encode_into(root, files, tokenizer, progress, workers, folder=None)
+    root = _cache_root(cache_dir)
+    safefile.sweep(root)
+    folder = root / cache_key(files, tokenizer)
+    enc = _reuse(folder, files, warn)
+    if enc is not None:
+        return enc
+    with _one_tokenizer(root, folder.name):
+        if folder.exists():  # another process tokenized it while this one waited
+            enc = _reuse(folder, files, warn)
+            if enc is not None:
+                return enc
+        return _encode_into(root, files, tokenizer, progress, workers, folder)
+
+
+def _reuse(folder: Path, files: List[Path], warn: Callable[[str], None]) -> Optional[EncodedCorpus]:
+    """The cache entry in ``folder`` when it is there, whole and of these files' bytes; else ``None``
+    (a damaged or stale entry is removed, with a warning)."""
+    if not folder.exists():
+        return None
+    try:
+        enc = load_encoded(folder)
+        changed = [p for p, crc in zip(files, enc.sources) if file_crc(p) != crc]
+        if len(enc.sources) == len(files) and not changed:
+            return enc
+        warn(f"{(changed or files)[0]} changed since it was tokenized (same size and time, other bytes); tokenizing again")
+    except DamagedCache as e:
+        warn(f"the cached corpus in {folder} is damaged ({e}); tokenizing again")
+    _discard(folder)
+    return None
+
+
+@contextlib.contextmanager
+def _one_tokenizer(root: Path, key: str):
+    """Held while this process tokenizes the corpus of cache entry ``key``: another process that
+    needs it meanwhile waits, then reads the entry, instead of tokenizing it a second time.
+
+    An advisory lock (``flock``) on ``root/.KEY.lock``, which the system releases when its
+    holder dies. The holder removes the file when done, so that nothing is left behind; a
+    process that waited on the removed file then finds the entry published (or, if the
+    holder failed, tokenizes, as may one that came later: the entry is still published
+    once). Where there is no lock (no ``fcntl``, a file system without locks, a folder that
+    cannot be written: :func:`_encode_into` then says so), nothing waits.
+    """
+    path, fd = root / f".{key}.lock", None
+    try:
+        import fcntl
+
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except (ImportError, OSError):
+        if fd is not None:  # opened, not locked: not this process's to remove
+            os.close(fd)
+            fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            os.close(fd)
+
+
+def _encode_into(root: Path, files: List[Path], tokenizer: Tokenizer, progress, workers, folder: Optional[Path]) -> EncodedCorpus:
+    """Tokenize ``files`` in a fresh folder of ``root``, then publish it as the cache entry ``folder``
+    (``None``: no cache; the tokens are read into memory and the folder removed)."""
+    cache = folder is not None
     try:
         root.mkdir(parents=True, exist_ok=True)
         work = safefile.temp_dir(root)
@@ -385,7 +454,7 @@ def load_corpus(
         raise _no_room(e, root, cache) from None
     try:
         enc = encode(files, tokenizer, work, progress, workers)
-        if not cache:
+        if folder is None:
             enc.tokens = np.array(enc.tokens)  # into memory: the folder goes away
             return enc
         try:
