@@ -29,6 +29,7 @@ LAYERS = {
     "native_tokens": 2,  # the default tokenizer and its word table, in C
     "encoder": 3,  # text to provisional type ids, in this process or in forked workers
     "token_cache": 4,  # the corpus tokenized once, as rank ids, cached on disk
+    "pretokenize": 5,  # a corpus not yet cached, tokenized in a child while the command imports torch
     "device_pairs": 3,  # sampling and batching on the device, without host syncs
     "embedding": 3,
     "kernel": 3,
@@ -59,7 +60,8 @@ LAYERS = {
     "run_folder": 10,  # where a run's files go: the folder it holds, spare folders when full
     "run_eval": 10,  # a run's vectors evaluated between epochs and at the end
     "finish": 11,  # the last stage: tables saved, then evaluation, export, metrics
-    "train": 12,
+    "pipeline": 12,  # the whole run as a plain function of a config
+    "train": 13,  # the command line
 }
 SAME_LAYER_OK = {8}  # the vectors side is one group of small modules
 # Names that moved up to a module of their own are still handed out by their old home, for
