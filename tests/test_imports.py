@@ -23,6 +23,7 @@ LAYERS = {
     "parallel": 1,
     "budget": 1,
     "files": 1,
+    "tb_events": 1,  # TensorBoard event files: scalars and text
     "runlock": 1,
     "sampling": 2,
     "batching": 2,

@@ -82,14 +82,13 @@ def test_a_writer_that_cannot_write_warns_once_and_stops_writing():
 def test_a_resumed_run_hides_what_the_stopped_one_logged_after_its_checkpoint(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from w2v.monitor import import_in_background, open_tensorboard
+    from w2v.monitor import open_tensorboard
 
-    tensorboard = import_in_background("torch.utils.tensorboard")
-    stopped = open_tensorboard(tensorboard, tmp_path, print)
+    stopped = open_tensorboard(tmp_path, print)
     for step in range(0, 100, 10):  # logged until the stop at 90; the last checkpoint was at 50
         stopped.add_scalar("train/loss", 1.0, step)
     stopped.close()
-    resumed = open_tensorboard(tensorboard, tmp_path, print, purge_step=50)
+    resumed = open_tensorboard(tmp_path, print, purge_step=50)
     for step in range(50, 130, 10):
         resumed.add_scalar("train/loss", 2.0, step)
     resumed.close()

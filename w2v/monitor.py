@@ -9,15 +9,14 @@ disk never ends a run. Ranks other than 0 show nothing (:func:`quiet`, :class:`N
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from .safefile import reason
+from .tb_events import EventWriter
 
 log = logging.getLogger("w2v.train")  # the command line's train.log listens to this name
 
@@ -62,14 +61,6 @@ def format_scores(scores: Dict[str, float], lead: str = "") -> str:
     return lead + ", ".join(shown) if shown else ""
 
 
-def import_in_background(name: str) -> Future:
-    """Import module ``name`` on a thread; the future's ``result()`` is the module."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="w2v-import")
-    future = pool.submit(importlib.import_module, name)
-    pool.shutdown(wait=False)
-    return future
-
-
 class Guarded:
     """A TensorBoard writer whose failure to write (a full disk) is one warning, not the end of the run."""
 
@@ -101,11 +92,10 @@ class NoWriter:
         return lambda *args, **kwargs: None
 
 
-def open_tensorboard(tensorboard: Future, folder: Path, note: Callable[[str], None], purge_step: Optional[int] = None):
-    """A :class:`Guarded` ``SummaryWriter`` into ``folder``; a folder that takes no files is a warning.
+def open_tensorboard(folder: Path, note: Callable[[str], None], purge_step: Optional[int] = None):
+    """A :class:`Guarded` event writer into ``folder``; a folder that takes no files is a warning.
 
     Args:
-        tensorboard: :func:`import_in_background` of ``torch.utils.tensorboard``.
         folder: where the events go (``tb/`` in the run folder).
         note: how the writer says, later, that it stopped writing.
         purge_step: a resumed run's first step (in words): TensorBoard hides what the
@@ -113,10 +103,11 @@ def open_tensorboard(tensorboard: Future, folder: Path, note: Callable[[str], No
             goes on as one line.
 
     Returns:
-        the writer, or a :class:`NoWriter` when ``folder`` cannot be written.
+        the writer (:class:`~w2v.tb_events.EventWriter`: ``SummaryWriter``'s ``add_scalar``
+        and ``add_text``), or a :class:`NoWriter` when ``folder`` cannot be written.
     """
     try:
-        return Guarded(tensorboard.result().SummaryWriter(str(folder), purge_step=purge_step), folder, note)
+        return Guarded(EventWriter(folder, purge_step=purge_step), folder, note)
     except OSError as e:
         say(f"warning: no TensorBoard logging: cannot write into {folder} ({reason(e)})", err=True)
         return NoWriter()

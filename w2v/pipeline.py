@@ -30,7 +30,7 @@ from .budget import check_run
 from .checkpoint import FOLDER, CheckpointFolder
 from .config_rules import validate
 from .finish import finish
-from .monitor import Monitor, NoWriter, import_in_background, open_tensorboard, quiet
+from .monitor import Monitor, NoWriter, open_tensorboard, quiet
 from .monitor import say as _say  # a line of the run; prepare's `say` is rank 0's only
 from .prepare import data_file, prepare, resolve_device
 from .run_eval import RunEvaluation, whole_tables, word_vectors
@@ -85,8 +85,6 @@ def _train(
     main = rank == 0
     config = _plain(cfg)
     run = prepare(cfg, config, device, rank, world, say=_say if main else quiet)
-    # Imported once the corpus is read: tokenizing forks workers only while no other thread runs.
-    tensorboard = import_in_background("torch.utils.tensorboard") if main else None  # 0.1-0.4 s
     model, vocab, trainer, corpus = run.model, run.vocab, run.trainer, run.corpus
     if main:
         _save_vocab(vocab, out)
@@ -97,7 +95,7 @@ def _train(
             monitor.say(text, err=True)
 
     resumed_at = run.start.words if run.start else None  # TensorBoard hides what the stopped run logged after it
-    writer = open_tensorboard(tensorboard, out / "tb", note, purge_step=resumed_at) if main else NoWriter()
+    writer = open_tensorboard(out / "tb", note, purge_step=resumed_at) if main else NoWriter()
     monitor = Monitor(trainer.total_words, len(corpus), writer, cfg.train.progress and main, run.start.words if run.start else 0)
     metrics = _first_metrics(run, device, world)
     evaluation = RunEvaluation(
