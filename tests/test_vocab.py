@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from w2v.vocab import UNK, UNK_ID, Vocab
@@ -86,3 +87,7 @@ def test_from_counts_keeps_the_frequent_words_in_order_ties_first_seen():
             continue
         vocab = Vocab.from_counts(items, min_count, max_size)
         assert vocab.index_to_key == words and vocab.counts.tolist() == kept
+        # from the corpus's types and an array of their counts: the same vocabulary, and each type's id
+        same, ids = Vocab.from_types([w for w, _ in items], np.array([c for _, c in items]), min_count, max_size)
+        assert same.index_to_key == words and same.counts.tolist() == kept
+        assert ids.tolist() == vocab.encode(w for w, _ in items).tolist()

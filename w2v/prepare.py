@@ -17,8 +17,9 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -108,7 +109,7 @@ def prepare(cfg, config: Dict[str, Any], device: torch.device, rank: int, world:
 
     started = time.perf_counter()
     corpus = _read_corpus(cfg.data, world, rank == 0, say)
-    vocab = _build_vocab(cfg, corpus, ckpt, say)
+    vocab, type_ids = _build_vocab(cfg, corpus, ckpt, say)
     # and the tables, now that their size is known: whole on every rank, or spread over the ranks
     sharded = sharded_tables(cfg, device, world, len(vocab), len(corpus))
     if ckpt is not None and "shard" in ckpt and not sharded:  # a sharded run's files, joined for replicas
@@ -123,7 +124,7 @@ def prepare(cfg, config: Dict[str, Any], device: torch.device, rank: int, world:
     model = SkipGramNS(
         len(vocab), cfg.model.dim, cfg.model.num_shards, cfg.model.partition_strategy, device=device, distributed=sharded
     )
-    trainer = Trainer(model, corpus.tokens, vocab.encode(corpus.types), vocab.counts, cfg.train, device)
+    trainer = Trainer(model, corpus.tokens, type_ids, vocab.counts, cfg.train, device)
     say(f"step: {trainer.strategy.describe()}", err=True)
     run = Prepared(corpus, vocab, sharded, model, trainer)
     if ckpt is not None:
@@ -180,8 +181,9 @@ def _one_encoder(world: int, main: bool):
             dist.barrier()
 
 
-def _build_vocab(cfg, corpus: EncodedCorpus, ckpt: Optional[Dict[str, Any]], say) -> Vocab:
-    """The corpus's vocabulary, or the checkpoint's when resuming (a changed corpus is a warning).
+def _build_vocab(cfg, corpus: EncodedCorpus, ckpt: Optional[Dict[str, Any]], say) -> Tuple[Vocab, np.ndarray]:
+    """The corpus's vocabulary, or the checkpoint's when resuming (a changed corpus is a warning),
+    and the vocabulary id of each of the corpus's types.
 
     Raises:
         ValueError: fewer vocabulary rows than ``model.num_shards``.
@@ -191,14 +193,15 @@ def _build_vocab(cfg, corpus: EncodedCorpus, ckpt: Optional[Dict[str, Any]], say
         if older:
             say(f"warning: {older}", err=True)
         vocab = Vocab(ckpt["words"], ckpt["counts"].tolist())
+        type_ids = vocab.encode(corpus.types)
     else:
-        vocab = Vocab.from_counts(zip(corpus.types, corpus.counts.tolist()), cfg.data.min_count, cfg.data.max_vocab_size)
+        vocab, type_ids = Vocab.from_types(corpus.types, corpus.counts, cfg.data.min_count, cfg.data.max_vocab_size)
     if cfg.model.num_shards > len(vocab):
         raise ValueError(
             f"model.num_shards={cfg.model.num_shards} is more than the {len(vocab)} vocabulary rows; "
             "use fewer shards or a lower data.min_count"
         )
-    return vocab
+    return vocab, type_ids
 
 
 def _restore(run: Prepared, ckpt: Dict[str, Any], epochs: int, say) -> None:

@@ -9,7 +9,7 @@ word2vec's ``-save-vocab``.
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -63,22 +63,48 @@ class Vocab:
         """
         items = list(counts.items() if isinstance(counts, dict) else counts)
         found = np.fromiter((c for _, c in items), dtype=np.int64, count=len(items))
+        return cls.from_types([w for w, _ in items], found, min_count, max_size)[0]
+
+    @classmethod
+    def from_types(
+        cls, words: Sequence[str], counts, min_count: int = 5, max_size: Optional[int] = None
+    ) -> Tuple["Vocab", np.ndarray]:
+        """:meth:`from_counts` of ``words`` and their ``counts``, and the id each of ``words`` gets.
+
+        Python touches only the words kept: a corpus's 3M types (most of them rare) cost
+        their counts' sort, where a loop over them took seconds.
+
+        Args:
+            words: the corpus's types, in first-seen order (or any order that breaks ties).
+            counts: the count of each, ``(len(words),)``.
+
+        Returns:
+            ``(vocab, ids)``: ``ids[i]`` is the id of ``words[i]`` (:data:`UNK_ID` for a word not kept).
+
+        >>> v, ids = Vocab.from_types(["a", "b", "c", "d"], np.array([5, 2, 9, 1]), min_count=2)
+        >>> v.index_to_key, ids.tolist()
+        (['<unk>', 'c', 'a', 'b'], [2, 3, 1, 0])
+        """
+        words = words if isinstance(words, list) else list(words)
+        found = np.asarray(counts, dtype=np.int64)
+        if len(found) != len(words):
+            raise ValueError(f"{len(words)} words but {len(found)} counts")
         order = np.argsort(-found, kind="stable")  # ties keep first-seen order
         keep = found[order] >= min_count
-        unknowns = [i for i, (word, _) in enumerate(items) if word == UNK]  # a corpus that spells them <unk>
+        unknowns = list(_positions(words, UNK))  # a corpus that spells them <unk>
         if unknowns:
             keep &= ~np.isin(order, unknowns)
-        ids = order[keep][:max_size]  # the rarest go first past max_size
-        kept = [0] + found[ids].tolist()
-        unk = int(found.sum()) - sum(kept)
-        words = [UNK] + [items[i][0] for i in ids.tolist()]
-        if len(words) == 1:
+        chosen = order[keep][:max_size]  # the rarest go first past max_size
+        if not len(chosen):
             raise ValueError(
                 f"no word occurs at least data.min_count={min_count} times; "
                 "lower data.min_count or use a larger corpus"
             )
-        kept[0] = unk
-        return cls(words, kept)
+        kept = found[chosen]
+        ids = np.zeros(len(words), dtype=np.int64)
+        ids[chosen] = np.arange(1, len(chosen) + 1)
+        vocab = cls([UNK] + [words[i] for i in chosen.tolist()], [int(found.sum() - kept.sum())] + kept.tolist())
+        return vocab, ids
 
     def __len__(self) -> int:
         return len(self.index_to_key)
@@ -136,3 +162,14 @@ def read_word_counts(path: str | os.PathLike):
             words.append(parts[0])
             counts.append(int(parts[1]))
     return words, counts
+
+
+def _positions(words: List[str], word: str) -> Iterator[int]:
+    """Where ``word`` is in ``words`` (``list.index``: at C speed between the matches)."""
+    at = -1
+    while True:
+        try:
+            at = words.index(word, at + 1)
+        except ValueError:
+            return
+        yield at
