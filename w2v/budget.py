@@ -263,7 +263,7 @@ def available(device) -> Dict[str, int]:
 def check_run(cfg, device, world: int = 1, vocab_size: int = 0, corpus_tokens: int = 0, replicas: bool = False) -> None:
     """Raise ``ValueError`` naming the key to lower when the run cannot fit in memory.
 
-    Called twice by :func:`w2v.train.train`: once the device is known (the chunks and the
+    Called twice by :func:`w2v.pipeline.train`: once the device is known (the chunks and the
     step), and once the vocabulary is (the tables too, whole on every rank with ``replicas``).
     """
     plan = plan_for(cfg, device, world, vocab_size, corpus_tokens, replicas)

@@ -25,7 +25,7 @@ def say(text: str, err: bool = False, level: int = logging.INFO, bar=None) -> No
     """Print a line of the run (notes and warnings on stderr) and keep it in the log, if any.
 
     The command line logs ``w2v.train`` to the run folder's ``train.log`` alone; without a
-    handler (a script calling :func:`w2v.train.train`) the line is printed once, not again
+    handler (a script calling :func:`w2v.pipeline.train`) the line is printed once, not again
     by ``logging``'s last resort.
 
     Args:
