@@ -41,3 +41,18 @@ def test_an_empty_row_is_an_empty_line_and_formats_still_hands_out_the_formatter
     text, ends = scientific(np.zeros((2, 0), dtype=np.float32))
     assert text == b"\n\n" and ends.tolist() == [1, 2]
     assert formats.scientific is scientific
+
+
+def test_the_word2vec_text_file_is_printfs_with_c_or_without(way, tmp_path):
+    rng = np.random.default_rng(1)
+    table = rng.integers(0, 2**32, size=(3000, 7), dtype=np.uint64).astype(np.uint32).view(np.float32)
+    table[~np.isfinite(table)] = -0.0  # every exponent, denormals, both signs
+    words = [f"w{i}" if i % 5 else f"naïve·{i}" for i in range(len(table))]  # UTF-8 words of several lengths
+    path = tmp_path / "v.txt"
+    formats.write_word2vec(path, words, table, binary=False)
+    expected = f"{len(table)} 7\n" + "".join(
+        w + " " + " ".join("%.8e" % v for v in row) + "\n" for w, row in zip(words, table.tolist())
+    )
+    assert path.read_text(encoding="utf-8") == expected
+    lines = float_text.word2vec_lines([w.encode() for w in words], table)
+    assert (lines is None) == (way == "numpy")  # the C lines where C is, scientific's otherwise

@@ -79,6 +79,36 @@ def scientific(rows: np.ndarray) -> Tuple[bytes, np.ndarray]:
     return text, np.cumsum(dim * 15 + np.count_nonzero(negative, axis=1))
 
 
+def word2vec_lines(words: List[bytes], rows: np.ndarray) -> Optional[memoryview]:
+    """The word2vec text format's lines (``word v1 v2 ...\n``, values as :func:`scientific`
+    writes them), written in C into a buffer reused block to block; ``None`` where C cannot
+    (no compiler, not float32, NaN or infinities): :func:`scientific` then.
+
+    One pass, no copy of the text: a 39k x 100 table in ~0.1 s where the numbers alone,
+    then joined to the words in Python, took 0.16-0.22 s. The view is valid until the next call.
+
+    Args:
+        words: each row's word, UTF-8 encoded.
+        rows: ``(n, D)`` float32 values.
+    """
+    lib = _native()
+    if lib is None or rows.dtype != np.float32 or rows.ndim != 2 or not np.isfinite(rows).all():
+        return None
+    x = np.ascontiguousarray(rows)
+    n, dim = x.shape
+    word_ends = np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
+    blob = b"".join(words)
+    room = len(blob) + n * (dim * 16 + 1) + n
+    scratch = getattr(_SCRATCH, "lines", None)
+    if scratch is None or len(scratch) < room:
+        scratch = _SCRATCH.lines = np.empty(room, dtype=np.uint8)
+    t = _tables()
+    size = lib.w2v_word2vec_lines(
+        x.ctypes.data, n, dim, t.pow10.ctypes.data, t.zero, blob, word_ends.ctypes.data, scratch.ctypes.data
+    )
+    return memoryview(scratch)[:size]
+
+
 _SCRATCH = threading.local()
 
 
@@ -88,6 +118,8 @@ def _native() -> Optional[ctypes.CDLL]:
         p, i64 = ctypes.c_void_p, ctypes.c_int64
         lib.w2v_scientific.argtypes = [p, i64, i64, p, ctypes.c_int, p, p]
         lib.w2v_scientific.restype = i64
+        lib.w2v_word2vec_lines.argtypes = [p, i64, i64, p, ctypes.c_int, ctypes.c_char_p, p, p]
+        lib.w2v_word2vec_lines.restype = i64
     return lib
 
 

@@ -34,7 +34,7 @@ import torch
 
 from . import files
 # The text writer's number formatter has a module of its own; it is still importable from here.
-from .float_text import scientific
+from .float_text import scientific, word2vec_lines
 from .safefile import atomic_write  # noqa: F401  (part of this module's interface)
 from .vocab import read_word_counts
 
@@ -134,11 +134,14 @@ def write_word2vec(path, words: Sequence[str], vectors: np.ndarray, binary: bool
                 ))
             return
         for start in range(0, n, step):
+            block = [w.encode("utf-8") for w in words[start : start + step]]
+            lines = word2vec_lines(block, le[start : start + step])  # in C, words and numbers in one pass
+            if lines is not None:
+                f.write(lines)
+                continue
             text, ends = scientific(le[start : start + step])
             begins = [0, *ends[:-1].tolist()]
-            f.write(b"".join(
-                w.encode("utf-8") + b" " + text[a:b] for w, a, b in zip(words[start : start + step], begins, ends.tolist())
-            ))
+            f.write(b"".join(w + b" " + text[a:b] for w, a, b in zip(block, begins, ends.tolist())))
 
 
 def read_word2vec(path, binary: bool = False, limit: Optional[int] = None, unicode_errors: str = "strict"):
