@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from . import pretokenize, runlock
+from . import runlock
 from .config import register_configs
 from .config_rules import validate
 from .monitor import say as _say
@@ -136,7 +136,14 @@ def _compose_once(argv) -> None:
 
 def main() -> None:
     """``w2v-train`` and ``python -m w2v.train``: Hydra's command line over :func:`train`."""
+    # numpy's OpenBLAS starts a thread per core when numpy is imported, and each spins for a
+    # while after every call: at startup and after the evaluation's few matrix-vector products
+    # it took ~0.2 s of CPU from the run's own threads on 2 cores. The run's large products go
+    # through torch; numpy's are small. Set before this command imports numpy (below, not at
+    # the module's top: importing w2v.train from a script changes nothing); a value given wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import hydra
+    from . import pretokenize
     from hydra.core.hydra_config import HydraConfig
 
     from .exiting import exit_now
