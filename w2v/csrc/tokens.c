@@ -177,23 +177,28 @@ static inline int64_t run_end(const uint8_t *s, int64_t len, int64_t i, int *wid
     return i;
 }
 
+/* The next run of s from *i on: it starts at *start and ends at the new *i; *wide says whether
+ * it holds a non-ASCII byte. 0 when no run is left. The one definition of a run, for both
+ * w2v_tok_wide_runs and w2v_tok_encode, which must agree on it. */
+static inline int next_run(const uint8_t *s, int64_t len, int64_t *i, int64_t *start, int *wide) {
+    while (*i < len && kind_of(s[*i]) == BOUNDARY) (*i)++;
+    if (*i >= len) return 0;
+    *start = *i;
+    *i = run_end(s, len, *i, wide);
+    return 1;
+}
+
 /* Writes the runs of s that hold a non-ASCII byte into dst, each followed by '\n' (dst holds
  * len + 1 bytes); returns the bytes written. */
 int64_t w2v_tok_wide_runs(const uint8_t *s, int64_t len, uint8_t *dst) {
-    int64_t i = 0, k = 0;
-    while (i < len) {
-        if (kind_of(s[i]) == BOUNDARY) {
-            i++;
-            continue;
-        }
-        int wide;
-        const int64_t end = run_end(s, len, i, &wide);
+    int64_t i = 0, start, k = 0;
+    int wide;
+    while (next_run(s, len, &i, &start, &wide)) {
         if (wide) {
-            memcpy(dst + k, s + i, (size_t)(end - i));
-            k += end - i;
+            memcpy(dst + k, s + start, (size_t)(i - start));
+            k += i - start;
             dst[k++] = '\n';
         }
-        i = end;
     }
     return k;
 }
@@ -204,14 +209,9 @@ int64_t w2v_tok_wide_runs(const uint8_t *s, int64_t len, uint8_t *dst) {
 int64_t w2v_tok_encode(void *p, const uint8_t *s, int64_t len, int lowercase, const uint8_t *blob, int64_t blob_len,
                        uint32_t *out, int64_t cap) {
     table *t = p;
-    int64_t i = 0, k = 0, b = 0;
-    while (i < len) {
-        if (kind_of(s[i]) == BOUNDARY) {
-            i++;
-            continue;
-        }
-        int wide;
-        const int64_t end = run_end(s, len, i, &wide);
+    int64_t i = 0, start, k = 0, b = 0;
+    int wide;
+    while (next_run(s, len, &i, &start, &wide)) {
         if (wide) {
             for (;;) {
                 int64_t e = b;
@@ -228,13 +228,13 @@ int64_t w2v_tok_encode(void *p, const uint8_t *s, int64_t len, int lowercase, co
                 if (closes) break;
             }
         } else {
-            for (int64_t j = i; j < end;) {
+            for (int64_t j = start; j < i;) {
                 if (kind_of(s[j]) != LETTER) {
                     j++;
                     continue;
                 }
                 int64_t e = j;
-                while (e < end && kind_of(s[e]) == LETTER) e++;
+                while (e < i && kind_of(s[e]) == LETTER) e++;
                 if (k >= cap) return -2;
                 const int64_t id = id_of(t, s + j, e - j, lowercase);
                 if (id < 0) return -1;
@@ -242,7 +242,6 @@ int64_t w2v_tok_encode(void *p, const uint8_t *s, int64_t len, int lowercase, co
                 j = e;
             }
         }
-        i = end;
     }
     return k;
 }
