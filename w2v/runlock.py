@@ -1,5 +1,8 @@
 """One run per run folder: an exclusive lock held while a run writes into its folder.
 
+(:func:`waiting` is the same lock for work that others wait for instead of being refused:
+a corpus being tokenized into the cache.)
+
 Two runs given the same folder (``hydra.run.dir``) would overwrite each other's vectors
 and checkpoints. The lock is ``fcntl.flock`` on ``FOLDER/.w2v-run.lock``: the kernel drops
 it when its process ends, however it ends (SIGKILL, a crash, a lost node), so a killed
@@ -14,7 +17,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from .safefile import owner
 
@@ -89,3 +92,31 @@ class RunLock:
     def __exit__(self, *exc) -> Optional[bool]:
         self.release()
         return None
+
+
+@contextlib.contextmanager
+def waiting(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` for the ``with`` block, waiting while another process holds it.
+
+    The file is made if missing and removed when the block ends, so that nothing is left
+    behind; a process that waited on the removed file goes on, as if it had come after
+    (what the lock guards must be safe to redo: here, publishing a cache entry by rename).
+    Where there is no ``flock`` (not POSIX, a file system without locks, a folder that
+    cannot be written), nothing waits.
+    """
+    path, fd = Path(path), None
+    if fcntl is not None:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            if fd is not None:  # opened, not locked: not this process's to remove
+                os.close(fd)
+                fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            os.close(fd)

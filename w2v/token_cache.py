@@ -41,7 +41,7 @@ from typing import Callable, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from . import safefile
+from . import runlock, safefile
 from .corpus import DecodeStats, Tokenizer, read_chunks, resolve_corpus
 from .encoder import PARALLEL_CHARS, default_workers, encode_pieces, type_ids
 from .native_tokens import NativeTypeIds
@@ -411,36 +411,13 @@ def _reuse(folder: Path, files: List[Path], warn: Callable[[str], None]) -> Opti
     return None
 
 
-@contextlib.contextmanager
 def _one_tokenizer(root: Path, key: str):
     """Held while this process tokenizes the corpus of cache entry ``key``: another process that
-    needs it meanwhile waits, then reads the entry, instead of tokenizing it a second time.
-
-    An advisory lock (``flock``) on ``root/.KEY.lock``, which the system releases when its
-    holder dies. The holder removes the file when done, so that nothing is left behind; a
-    process that waited on the removed file then finds the entry published (or, if the
-    holder failed, tokenizes, as may one that came later: the entry is still published
-    once). Where there is no lock (no ``fcntl``, a file system without locks, a folder that
-    cannot be written: :func:`_encode_into` then says so), nothing waits.
-    """
-    path, fd = root / f".{key}.lock", None
-    try:
-        import fcntl
-
+    needs it meanwhile waits, then reads the entry, instead of tokenizing it a second time
+    (:func:`w2v.runlock.waiting` on ``root/.KEY.lock``)."""
+    with contextlib.suppress(OSError):  # a folder that cannot be made: _encode_into says so
         root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except (ImportError, OSError):
-        if fd is not None:  # opened, not locked: not this process's to remove
-            os.close(fd)
-            fd = None
-    try:
-        yield
-    finally:
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                path.unlink()
-            os.close(fd)
+    return runlock.waiting(root / f".{key}.lock")
 
 
 def _encode_into(root: Path, files: List[Path], tokenizer: Tokenizer, progress, workers, folder: Optional[Path]) -> EncodedCorpus:
