@@ -6,17 +6,18 @@ processes, so the encoded corpus (and its fingerprint) is the same bitwise.
 For the default pattern, where the C tokenizer is built, one process does it all
 (:class:`~w2v.native_tokens.NativeTypeIds`, its reading done ahead in a thread): faster
 than Python's tokenizer in workers. Otherwise, with ``workers > 1`` the pieces of text
-(:meth:`w2v.corpus.Tokenizer.pieces`) go to worker processes, a bounded number at a time, so memory stays bounded. Each worker
-tokenizes its pieces and numbers the words with its own table; it sends back its ids and
-the words it met for the first time, in order. This process takes the results in corpus
-order and maps each worker's ids to the global ones: a word new to the whole corpus is
-new to the worker that met it first, and is numbered here when that piece's turn comes.
-Tokenizing runs at ~3.5M tokens a second on one core (~5.5M on text of plain words, see
-:func:`w2v.corpus.letter_runs`); the main process's share (reading, mapping, writing) runs
-at ~7M. Memory: each worker keeps a word table of its own (~130
-bytes a type); one that grows past :data:`WORKER_TYPES` words starts afresh (its next
-results say so, and this process forgets its numbering), so 8 workers on a corpus of
-millions of types hold at most ~8 x 130 MB beside the main table.
+(:meth:`w2v.corpus.Tokenizer.pieces`) go to worker processes, a bounded number at a
+time, so memory stays bounded. Each worker tokenizes its pieces and numbers the words
+with its own table; it sends back its ids and the words it met for the first time, in
+order. This process takes the results in corpus order and maps each worker's ids to the
+global ones: a word new to the whole corpus is new to the worker that met it first, and
+is numbered here when that piece's turn comes. Tokenizing runs at ~3.5M tokens a second
+on one core (~5.5M on text of plain words, see :func:`w2v.corpus.letter_runs`); the main
+process's share (reading, mapping, writing) runs at ~7M. Memory: each worker keeps a
+word table of its own (~130 bytes a type); one that grows past :data:`WORKER_TYPES`
+words starts afresh (its next results say so, and this process forgets its numbering),
+so 8 workers on a corpus of millions of types hold at most ~8 x 130 MB beside the main
+table.
 
 Workers are forked (Linux), and only while this process runs no other thread but daemon
 ones (tqdm's monitor, an evaluation's matrix products): a forked child inherits no thread,
