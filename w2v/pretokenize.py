@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 from typing import Optional
 
 from .corpus import Tokenizer
+from .encoder import can_fork
 from .token_cache import is_cached, load_corpus
 
 
@@ -90,8 +90,6 @@ def _end(signum, frame) -> None:
 
 
 def _can_fork() -> bool:
-    """Linux, no thread but this one, and no torch (whose thread pools a fork would leave half there)."""
-    return (
-        sys.platform.startswith("linux") and hasattr(os, "fork") and threading.active_count() == 1
-        and "torch" not in sys.modules
-    )
+    """As the tokenizing workers are forked (:func:`w2v.encoder.can_fork`), and before torch is
+    imported (its thread pools a fork would leave half there)."""
+    return can_fork() and "torch" not in sys.modules
