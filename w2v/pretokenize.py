@@ -7,8 +7,8 @@ ends. When the run comes to read the corpus, ``load_corpus`` waits for the child
 the entry if it is still at work, then reads what it published; so the run's own steps
 (its checks first of all: a run refused for its settings does not wait) are unchanged.
 
-The child is forked only while this process is a single thread without torch (so no lock
-or thread pool can be caught mid-way), on Linux, with the cache on, in a run of one
+The child is forked only while this process runs no thread but daemon ones and has no torch
+(so no lock or thread pool can be caught mid-way), on Linux, with the cache on, in a run of one
 process, and when the cache has no entry for the corpus yet. Whatever it meets (a corpus
 that is not text, a full disk) it leaves to the run: it ends, and the run, reading the
 corpus itself, reports it as ever. A run that ends first ends the child (:meth:`stop`),
